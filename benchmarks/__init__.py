@@ -1,0 +1,1 @@
+"""Benchmarks: our numbers against reference engines measured in the same run."""

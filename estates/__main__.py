@@ -1,0 +1,3 @@
+from estates.cli import main
+
+main(prog_name="estates")

@@ -1,0 +1,478 @@
+"""Bulk reading and writing of the canonical frames, on a GeoPackage or on PostGIS.
+
+Writes are set-based: classify rows by ``source_key`` and a content hash, then one
+batched ``executemany`` (GeoPackage, with the R-tree filled directly from numpy) or one
+``COPY`` into a staging table (PostGIS). Never row-by-row ORM. Every function takes an
+open ``Connection`` inside the caller's transaction, so a failed load rolls back whole.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from estates.db import geopackage
+from estates.errors import CrsError
+from estates.settings import WORKING_CRS, WORKING_EPSG
+
+log = logging.getLogger(__name__)
+
+#: Attribute columns of the canonical site frame, in order (plus ``geometry``).
+SITE_FIELDS = (
+    "source_key",
+    "name",
+    "address",
+    "postcode",
+    "uprn",
+    "site_type",
+    "tenure",
+    "holding_type",
+    "occupancy",
+    "category",
+    "gia_m2",
+    "land_ha",
+    "non_geographic",
+    "located_by",
+)
+ORGANISATION_FIELDS = ("organisation_code", "organisation_name", "sector")
+SITE_COLUMNS = ("site_id", *ORGANISATION_FIELDS, *SITE_FIELDS)
+_FLOAT_FIELDS = {"gia_m2", "land_ha"}
+
+MEASURE_FIELDS = (
+    "empty_pct",
+    "underused_pct",
+    "unutilised_pct",
+    "not_functionally_suitable_pct",
+    "occupied_pct",
+    "occupied_floor_area_m2",
+    "backlog_high_gbp",
+    "backlog_significant_gbp",
+    "backlog_moderate_gbp",
+    "backlog_low_gbp",
+    "running_cost_gbp",
+    "energy_cost_gbp",
+    "land_not_delivering_ha",
+)
+
+PG_WRITE_LOCK = 0x45535441  # advisory lock key: one writer of the estate at a time
+
+
+@dataclass
+class WriteResult:
+    """What a bulk write did, by ``source_key``."""
+
+    inserted: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    site_ids: dict[str, int] = field(default_factory=dict)
+
+
+def is_sqlite(connection: Connection) -> bool:
+    return connection.dialect.name == "sqlite"
+
+
+def take_write_lock(connection: Connection) -> None:
+    """Serialise writers: SQLite already holds it (BEGIN IMMEDIATE); PostGIS takes an advisory lock."""
+    if not is_sqlite(connection):
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_WRITE_LOCK})
+
+
+# --- small value helpers ---------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """pandas/numpy scalars to plain Python, NaN/NA to None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+        if isinstance(value, float) and math.isnan(value):
+            return None
+    return value
+
+
+def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    data = frame.loc[:, list(columns)].astype(object)
+    data = data.where(pd.notna(data), None)
+    return [tuple(_clean(v) for v in row) for row in data.itertuples(index=False, name=None)]
+
+
+def _geometry_hex_ewkb(geoms: np.ndarray) -> list[str | None]:
+    with_srid = shapely.set_srid(geoms, WORKING_EPSG)
+    out = shapely.to_wkb(with_srid, hex=True, include_srid=True)
+    return [None if g is None else str(g) for g in out]
+
+
+def require_working_crs(frame: gpd.GeoDataFrame, what: str) -> None:
+    if frame.crs is None:
+        raise CrsError(
+            f"{what} has no CRS; set it (e.g. frame.set_crs('EPSG:4326')) and reproject to {WORKING_CRS}"
+        )
+    if frame.crs.to_epsg() != WORKING_EPSG:
+        raise CrsError(
+            f"{what} is in {frame.crs.to_string()}, expected {WORKING_CRS}: call .to_crs('{WORKING_CRS}') first"
+        )
+
+
+def content_hash(frame: pd.DataFrame, columns: Sequence[str], geometry: Any = None) -> pd.Series:
+    """A stable per-row hash of the given columns (and geometry to the millimetre)."""
+    parts = (
+        frame.loc[:, list(columns)].astype(object).where(frame.loc[:, list(columns)].notna(), None)
+    )
+    parts = parts.astype(str)
+    if geometry is not None:
+        geoms = np.asarray(geometry, dtype=object)
+        rounded = shapely.set_precision(geoms, 0.001)
+        parts["__geom"] = [None if g is None else str(g) for g in shapely.to_wkb(rounded, hex=True)]
+    hashed = pd.util.hash_pandas_object(parts, index=False)
+    return hashed.map(lambda h: format(int(h), "016x"))
+
+
+# --- organisations ----------------------------------------------------------------------
+
+
+def upsert_organisations(connection: Connection, frame: pd.DataFrame) -> dict[str, int]:
+    """Create organisations named in ``frame`` (code, name, sector); return code -> id."""
+    wanted = frame.loc[:, list(ORGANISATION_FIELDS)].drop_duplicates("organisation_code")
+    existing = {
+        code: (oid, name, sector)
+        for oid, code, name, sector in connection.execute(
+            text("SELECT id, code, name, sector FROM organisation")
+        )
+    }
+    new_rows = []
+    changed_rows = []
+    for code, name, sector in wanted.itertuples(index=False, name=None):
+        if code not in existing:
+            new_rows.append({"code": code, "name": name, "sector": sector})
+        elif (existing[code][1], existing[code][2]) != (name, sector):
+            changed_rows.append({"id": existing[code][0], "name": name, "sector": sector})
+    if new_rows:
+        connection.execute(
+            text("INSERT INTO organisation (code, name, sector) VALUES (:code, :name, :sector)"),
+            new_rows,
+        )
+    if changed_rows:
+        connection.execute(
+            text("UPDATE organisation SET name = :name, sector = :sector WHERE id = :id"),
+            changed_rows,
+        )
+    return {
+        code: oid for oid, code in connection.execute(text("SELECT id, code FROM organisation"))
+    }
+
+
+# --- sites ------------------------------------------------------------------------------
+
+
+def write_sites(
+    connection: Connection, sites: gpd.GeoDataFrame, batch_id: int | None
+) -> WriteResult:
+    """Insert new sites, update changed ones, leave identical ones alone; record changes.
+
+    ``sites`` has the canonical columns (:data:`SITE_FIELDS`, the organisation fields and a
+    point ``geometry`` in EPSG:27700, missing for unlocated sites). ``source_key`` must be
+    unique within the frame.
+    """
+    require_working_crs(sites, "the site frame")
+    if sites["source_key"].duplicated().any():
+        dupes = sites.loc[sites["source_key"].duplicated(), "source_key"].head(3).tolist()
+        raise ValueError(f"source_key must be unique within one write; repeated: {dupes}")
+    frame = pd.DataFrame(sites.drop(columns=sites.geometry.name))
+    for column in SITE_FIELDS:
+        if column not in frame:
+            frame[column] = None
+    frame["non_geographic"] = frame["non_geographic"].fillna(False).astype(bool)
+    frame["located_by"] = frame["located_by"].fillna("none")
+    for column in _FLOAT_FIELDS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    geoms = np.asarray(sites.geometry.values, dtype=object)
+
+    org_ids = upsert_organisations(connection, frame)
+    frame["organisation_id"] = frame["organisation_code"].map(org_ids).astype("int64")
+    frame["content_hash"] = content_hash(frame, ["organisation_id", *SITE_FIELDS], geoms).to_numpy()
+    frame["batch_id"] = batch_id
+
+    existing = pd.DataFrame(
+        connection.execute(text("SELECT id, source_key, content_hash FROM site")).fetchall(),
+        columns=["id", "source_key", "old_hash"],
+    )
+    merged = frame[["source_key", "content_hash"]].merge(existing, on="source_key", how="left")
+    is_new = merged["id"].isna().to_numpy()
+    is_changed = (~is_new) & (merged["old_hash"].to_numpy() != merged["content_hash"].to_numpy())
+    result = WriteResult(
+        inserted=merged.loc[is_new, "source_key"].tolist(),
+        updated=merged.loc[is_changed, "source_key"].tolist(),
+        unchanged=merged.loc[(~is_new) & (~is_changed), "source_key"].tolist(),
+    )
+    columns = ["organisation_id", *SITE_FIELDS, "content_hash", "batch_id"]
+
+    if is_changed.any():
+        changed_ids = merged.loc[is_changed, "id"].astype("int64").to_numpy()
+        before = read_site_rows(connection, changed_ids)
+        _update_sites(connection, frame.loc[is_changed], geoms[is_changed], changed_ids, columns)
+        _record_changes(connection, batch_id, before, frame.loc[is_changed], changed_ids)
+    if is_new.any():
+        new_ids = _insert_sites(connection, frame.loc[is_new], geoms[is_new], columns)
+        if batch_id is not None:
+            connection.execute(
+                text(
+                    "INSERT INTO site_change (batch_id, site_id, action) VALUES (:b, :s, 'insert')"
+                ),
+                [{"b": batch_id, "s": int(i)} for i in new_ids],
+            )
+    ids: dict[str, int] = dict(connection.execute(text("SELECT source_key, id FROM site")).fetchall())
+    result.site_ids = {key: ids[key] for key in frame["source_key"]}
+    return result
+
+
+def _insert_sites(
+    connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
+) -> np.ndarray:
+    if is_sqlite(connection):
+        start = connection.execute(text("SELECT coalesce(max(id), 0) FROM site")).scalar_one() + 1
+        ids = np.arange(start, start + len(frame), dtype=np.int64)
+        blobs = geopackage.encode(geoms, WORKING_EPSG)
+        rows = [
+            (int(i), *values, blob)
+            for i, values, blob in zip(ids, _records(frame, columns), blobs, strict=True)
+        ]
+        _sqlite_bulk_with_rtree(
+            connection,
+            "site",
+            f"INSERT INTO site (id, {', '.join(columns)}, geom) VALUES ({', '.join('?' * (len(columns) + 2))})",
+            rows,
+            ids,
+            geoms,
+        )
+        return ids
+    staging = _pg_stage(connection, frame, geoms, columns)
+    inserted = connection.execute(
+        text(
+            f"INSERT INTO site ({', '.join(columns)}, geom) "
+            f"SELECT {', '.join(columns)}, geom FROM {staging} ORDER BY ord RETURNING id, source_key"
+        )
+    ).fetchall()
+    by_key = dict((k, i) for i, k in inserted)
+    return np.asarray([by_key[k] for k in frame["source_key"]], dtype=np.int64)
+
+
+def _update_sites(
+    connection: Connection,
+    frame: pd.DataFrame,
+    geoms: np.ndarray,
+    ids: np.ndarray,
+    columns: list[str],
+) -> None:
+    assignments = ", ".join(f"{c} = ?" for c in columns)
+    if is_sqlite(connection):
+        blobs = geopackage.encode(geoms, WORKING_EPSG)
+        rows = [
+            (*values, blob, int(i))
+            for values, blob, i in zip(_records(frame, columns), blobs, ids, strict=True)
+        ]
+        # Old R-tree entries are replaced below, so the per-row triggers can stay off.
+        _sqlite_bulk_with_rtree(
+            connection,
+            "site",
+            f"UPDATE site SET {assignments}, geom = ? WHERE id = ?",
+            rows,
+            ids,
+            geoms,
+        )
+        return
+    staging = _pg_stage(connection, frame, geoms, columns)
+    sets = ", ".join(f"{c} = s.{c}" for c in columns)
+    connection.execute(
+        text(
+            f"UPDATE site SET {sets}, geom = s.geom FROM {staging} s WHERE site.source_key = s.source_key"
+        )
+    )
+
+
+def _sqlite_bulk_with_rtree(
+    connection: Connection,
+    table: str,
+    sql: str,
+    rows: list[tuple[Any, ...]],
+    ids: np.ndarray,
+    geoms: np.ndarray,
+) -> None:
+    """Run a bulk statement with the R-tree triggers dropped, then fill the R-tree directly.
+
+    The spec triggers call Python functions per row (slow); inside this one transaction we
+    drop them, write, put the exact envelopes in the R-tree from numpy, and recreate them.
+    """
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    column = "geom"
+    rtree = f"rtree_{table}_{column}"
+    for name in geopackage.rtree_trigger_names(table, column):
+        raw.execute(f'DROP TRIGGER IF EXISTS "{name}"')
+    raw.executemany(sql, rows)
+    raw.executemany(f'DELETE FROM "{rtree}" WHERE id = ?', [(int(i),) for i in ids])
+    raw.executemany(
+        f'INSERT INTO "{rtree}" VALUES (?, ?, ?, ?, ?)',
+        geopackage.rtree_rows(ids, geoms),
+    )
+    for ddl in geopackage.rtree_trigger_ddl(table, column):
+        raw.execute(ddl)
+
+
+def _pg_stage(
+    connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
+) -> str:
+    """COPY rows into a temporary table shaped like ``site`` (dropped at commit)."""
+    staging = "site_staging"
+    connection.execute(text(f"DROP TABLE IF EXISTS {staging}"))
+    connection.execute(
+        text(
+            f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS "
+            f"SELECT {', '.join(columns)}, geom FROM site WITH NO DATA"
+        )
+    )
+    connection.execute(text(f"ALTER TABLE {staging} ADD COLUMN ord integer"))
+    raw = connection.connection.driver_connection
+    hexes = _geometry_hex_ewkb(geoms)
+    copy_sql = f"COPY {staging} ({', '.join(columns)}, geom, ord) FROM STDIN"
+    with raw.cursor() as cursor, cursor.copy(copy_sql) as copy:  # type: ignore[union-attr]
+        for n, (values, geom) in enumerate(zip(_records(frame, columns), hexes, strict=True)):
+            copy.write_row((*values, geom, n))
+    return staging
+
+
+def _record_changes(
+    connection: Connection,
+    batch_id: int | None,
+    before: pd.DataFrame,
+    after: pd.DataFrame,
+    ids: np.ndarray,
+) -> None:
+    if batch_id is None:
+        return
+    before = before.set_index("id")
+    rows = []
+    for site_id, (_, new) in zip(ids, after.iterrows(), strict=True):
+        old = before.loc[int(site_id)]
+        changed = [
+            c
+            for c in ("organisation_id", *SITE_FIELDS, "geom_wkt")
+            if c in new.index and _clean(old.get(c)) != _clean(new.get(c))
+        ]
+        rows.append(
+            {
+                "b": batch_id,
+                "s": int(site_id),
+                "f": json.dumps(changed or ["geometry"]),
+                "old": json.dumps({k: _clean(v) for k, v in old.items()}, default=str),
+            }
+        )
+    connection.execute(
+        text(
+            "INSERT INTO site_change (batch_id, site_id, action, changed_fields, before) "
+            "VALUES (:b, :s, 'update', :f, :old)"
+        ),
+        rows,
+    )
+
+
+def read_site_rows(connection: Connection, ids: Iterable[int]) -> pd.DataFrame:
+    """The stored rows of some sites (geometry as WKT), for change records and undo."""
+    id_list = [int(i) for i in ids]
+    geom_sql = "geom" if is_sqlite(connection) else "ST_AsBinary(geom)"
+    frames = []
+    for start in range(0, len(id_list), 5000):
+        chunk = id_list[start : start + 5000]
+        params = {f"i{n}": v for n, v in enumerate(chunk)}
+        placeholders = ", ".join(f":i{n}" for n in range(len(chunk)))
+        result = connection.execute(
+            text(
+                f"SELECT id, organisation_id, {', '.join(SITE_FIELDS)}, content_hash, batch_id, "
+                f"{geom_sql} AS geom FROM site WHERE id IN ({placeholders})"
+            ),
+            params,
+        )
+        frames.append(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "geom"])
+    geoms = _decode(connection, frame["geom"].tolist())
+    frame["geom_wkt"] = [None if g is None else g.wkt for g in geoms]
+    return frame.drop(columns=["geom"])
+
+
+def _decode(connection: Connection, values: list[Any]) -> np.ndarray:
+    if is_sqlite(connection):
+        return geopackage.decode(values)
+    return shapely.from_wkb(
+        np.asarray([None if v is None else bytes(v) for v in values], dtype=object)
+    )
+
+
+def read_sites(
+    connection: Connection,
+    *,
+    footprint: str | None = None,
+    sector: str | None = None,
+    located: bool | None = None,
+    include_non_geographic: bool = True,
+) -> gpd.GeoDataFrame:
+    """The canonical site frame (EPSG:27700), with one ``<kind>_code`` column per footprint kind."""
+    geom_sql = "s.geom" if is_sqlite(connection) else "ST_AsBinary(s.geom)"
+    where = ["1 = 1"]
+    params: dict[str, Any] = {}
+    if footprint is not None:
+        where.append("s.id IN (SELECT site_id FROM site_footprint WHERE code = :footprint)")
+        params["footprint"] = footprint
+    if sector is not None:
+        where.append("o.sector = :sector")
+        params["sector"] = sector
+    if located is True:
+        where.append("s.geom IS NOT NULL")
+    elif located is False:
+        where.append("s.geom IS NULL")
+    if not include_non_geographic:
+        where.append("s.non_geographic = :false")
+        params["false"] = False
+    site_cols = ", ".join(f"s.{c}" for c in SITE_FIELDS)
+    sql = (
+        f"SELECT s.id AS site_id, o.code AS organisation_code, o.name AS organisation_name, "
+        f"o.sector, {site_cols}, s.batch_id, {geom_sql} AS geom "
+        f"FROM site s JOIN organisation o ON o.id = s.organisation_id "
+        f"WHERE {' AND '.join(where)} ORDER BY s.id"
+    )
+    result = connection.execute(text(sql), params)
+    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    geoms = _decode(connection, frame.pop("geom").tolist())
+    frame["non_geographic"] = frame["non_geographic"].astype(bool)
+    for column in _FLOAT_FIELDS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    footprints = pd.DataFrame(
+        connection.execute(text("SELECT site_id, kind, code FROM site_footprint")).fetchall(),
+        columns=["site_id", "kind", "code"],
+    )
+    if not footprints.empty:
+        wide = footprints.pivot(index="site_id", columns="kind", values="code")
+        wide.columns = [f"{kind}_code" for kind in wide.columns]
+        frame = frame.join(wide, on="site_id")
+    return gpd.GeoDataFrame(
+        frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS, index=frame.index)
+    )
+
+
+def json_text(value: Any) -> str | None:
+    """JSON for a ``JSONText`` column written with plain ``text()`` SQL (both backends)."""
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=str)

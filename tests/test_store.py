@@ -1,0 +1,60 @@
+"""Bulk write and read of the site frame, on both backends."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+import estates
+from estates.demo import demo_sites
+
+
+def test_write_then_read_round_trips(estate: estates.Estate) -> None:
+    sites = demo_sites(n_sites=300)
+    sites.loc[sites.index[:7], "geometry"] = None
+    result = estate.write_sites(sites)
+    assert len(result.inserted) == 300
+    back = estate.sites().set_index("source_key").loc[sites["source_key"]]
+    assert back.crs.to_epsg() == 27700
+    assert back.geometry.isna().sum() == 7
+    located = sites.geometry.notna().to_numpy()
+    assert shapely.equals_exact(
+        back.geometry.values[located], sites.geometry.values[located], 1e-6
+    ).all()
+    assert np.allclose(back["gia_m2"].to_numpy(), sites["gia_m2"].to_numpy())
+    assert (back["organisation_code"].to_numpy() == sites["organisation_code"].to_numpy()).all()
+    assert len(estate.sites(located=False)) == 7
+    assert set(estate.sites(sector="council")["sector"]) == {"council"}
+
+
+def test_second_identical_write_changes_nothing(estate: estates.Estate) -> None:
+    sites = demo_sites(n_sites=50)
+    estate.write_sites(sites)
+    again = estate.write_sites(sites)
+    assert (len(again.inserted), len(again.updated), len(again.unchanged)) == (0, 0, 50)
+
+
+def test_changed_rows_update_in_place(estate: estates.Estate) -> None:
+    sites = demo_sites(n_sites=50)
+    first = estate.write_sites(sites)
+    changed = sites.copy()
+    changed.loc[changed.index[0], "gia_m2"] = 123456.0
+    changed.loc[changed.index[1], "geometry"] = shapely.Point(380_000, 392_000)
+    result = estate.write_sites(changed)
+    assert sorted(result.updated) == sorted(changed["source_key"].iloc[:2])
+    assert result.site_ids == first.site_ids  # same surrogate ids
+    back = estate.sites().set_index("source_key")
+    assert back.loc[changed["source_key"].iloc[0], "gia_m2"] == 123456.0
+    assert back.loc[changed["source_key"].iloc[1]].geometry.equals(shapely.Point(380_000, 392_000))
+
+
+def test_wrong_crs_is_refused(estate: estates.Estate) -> None:
+    sites = demo_sites(n_sites=5).to_crs(4326)
+    with pytest.raises(estates.CrsError, match="EPSG:27700"):
+        estate.write_sites(sites)
+    with pytest.raises(ValueError):  # CrsError is also a ValueError
+        estate.write_sites(
+            gpd.GeoDataFrame(sites.drop(columns="geometry"), geometry=sites.geometry.values)
+        )
