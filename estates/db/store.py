@@ -234,7 +234,9 @@ def write_sites(
                 ),
                 [{"b": batch_id, "s": int(i)} for i in new_ids],
             )
-    ids: dict[str, int] = dict(connection.execute(text("SELECT source_key, id FROM site")).fetchall())
+    ids: dict[str, int] = dict(
+        connection.execute(text("SELECT source_key, id FROM site")).fetchall()
+    )
     result.site_ids = {key: ids[key] for key in frame["source_key"]}
     return result
 
