@@ -201,8 +201,13 @@ class Estate:
         sector: str | None = None,
         located: bool | None = None,
         include_non_geographic: bool = True,
+        measures: bool = False,
+        period: str | None = None,
     ) -> gpd.GeoDataFrame:
-        """Sites as a GeoDataFrame in EPSG:27700 (unlocated sites have no geometry)."""
+        """Sites as a GeoDataFrame in EPSG:27700 (unlocated sites have no geometry).
+
+        ``measures=True`` or ``period="2019/20"`` joins the per-period measures as columns.
+        """
         with self.read() as connection:
             return store.read_sites(
                 connection,
@@ -210,6 +215,8 @@ class Estate:
                 sector=sector,
                 located=located,
                 include_non_geographic=include_non_geographic,
+                measures=measures,
+                period=period,
             )
 
     def write_sites(self, sites: gpd.GeoDataFrame, *, source: str = "api") -> store.WriteResult:

@@ -429,8 +429,15 @@ def read_sites(
     sector: str | None = None,
     located: bool | None = None,
     include_non_geographic: bool = True,
+    measures: bool = False,
+    period: str | None = None,
 ) -> gpd.GeoDataFrame:
-    """The canonical site frame (EPSG:27700), with one ``<kind>_code`` column per footprint kind."""
+    """The canonical site frame (EPSG:27700), with one ``<kind>_code`` column per footprint kind.
+
+    With ``measures`` (or a ``period``), the :data:`MEASURE_FIELDS` of that period are
+    joined as columns (plus ``period``); without a period, each site's latest period.
+    Sites with no measures keep NaN there.
+    """
     geom_sql = "s.geom" if is_sqlite(connection) else "ST_AsBinary(s.geom)"
     where = ["1 = 1"]
     params: dict[str, Any] = {}
@@ -468,6 +475,8 @@ def read_sites(
         wide = footprints.pivot(index="site_id", columns="kind", values="code")
         wide.columns = [f"{kind}_code" for kind in wide.columns]
         frame = frame.join(wide, on="site_id")
+    if measures or period is not None:
+        frame = frame.merge(read_measures(connection, period), on="site_id", how="left")
     return gpd.GeoDataFrame(
         frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS, index=frame.index)
     )
@@ -478,3 +487,21 @@ def json_text(value: Any) -> str | None:
     if value is None:
         return None
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def read_measures(connection: Connection, period: str | None = None) -> pd.DataFrame:
+    """Per-site measures of one period (or each site's latest), one row per site."""
+    columns = ", ".join(MEASURE_FIELDS)
+    if period is None:
+        sql = (
+            f"SELECT site_id, period, {columns} FROM site_measure m WHERE period = "
+            "(SELECT max(period) FROM site_measure m2 WHERE m2.site_id = m.site_id)"
+        )
+        result = connection.execute(text(sql))
+    else:
+        sql = f"SELECT site_id, period, {columns} FROM site_measure WHERE period = :period"
+        result = connection.execute(text(sql), {"period": period})
+    frame = pd.DataFrame(result.fetchall(), columns=["site_id", "period", *MEASURE_FIELDS])
+    for column in MEASURE_FIELDS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+    return frame
