@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from estates.db import engine as db_engine
-from estates.db import store
+from estates.db import maintenance, store
 from estates.errors import DatabaseError
 from estates.settings import display_url, resolve_database_url
 
@@ -223,6 +223,21 @@ class Estate:
         """Insert or update sites by ``source_key`` in one transaction (bulk, not row by row)."""
         with self.write() as connection:
             return store.write_sites(connection, sites, batch_id=None)
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def check(self, *, repair: bool = False) -> maintenance.CheckReport:
+        """Integrity of the database (after a crash, or before trusting a file); see ``estates check``."""
+        if repair:
+            with self.write() as connection:
+                maintenance.repair_rtrees(connection)
+        with self.read() as connection:
+            return maintenance.check(connection)
+
+    def undo(self, batch_id: int) -> dict[str, int]:
+        """Restore the sites a load batch touched to their state before it."""
+        with self.write() as connection:
+            return maintenance.undo_batch(connection, batch_id)
 
     def batches(self) -> pd.DataFrame:
         """Every load batch, newest first."""

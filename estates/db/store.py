@@ -104,10 +104,25 @@ def _clean(value: Any) -> Any:
     return value
 
 
+def _column_values(series: pd.Series) -> list[Any]:
+    """One column as plain Python values, missing as None (vectorised, no per-cell calls)."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return [bool(v) for v in series.to_numpy()]
+    if pd.api.types.is_float_dtype(series.dtype) or pd.api.types.is_integer_dtype(series.dtype):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        out: list[Any] = values.tolist()
+        if pd.api.types.is_integer_dtype(series.dtype):
+            out = [None if math.isnan(v) else int(v) for v in out]
+        else:
+            for i in np.flatnonzero(np.isnan(values)):
+                out[i] = None
+        return out
+    objects = series.astype(object)
+    return objects.where(series.notna(), None).tolist()
+
+
 def _records(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-    data = frame.loc[:, list(columns)].astype(object)
-    data = data.where(pd.notna(data), None)
-    return [tuple(_clean(v) for v in row) for row in data.itertuples(index=False, name=None)]
+    return list(zip(*(_column_values(frame[c]) for c in columns), strict=True))
 
 
 def _geometry_hex_ewkb(geoms: np.ndarray) -> list[str | None]:
@@ -259,6 +274,7 @@ def _insert_sites(
             rows,
             ids,
             geoms,
+            replace=False,
         )
         return ids
     staging = _pg_stage(connection, frame, geoms, columns)
@@ -312,6 +328,8 @@ def _sqlite_bulk_with_rtree(
     rows: list[tuple[Any, ...]],
     ids: np.ndarray,
     geoms: np.ndarray,
+    *,
+    replace: bool = True,
 ) -> None:
     """Run a bulk statement with the R-tree triggers dropped, then fill the R-tree directly.
 
@@ -325,7 +343,8 @@ def _sqlite_bulk_with_rtree(
     for name in geopackage.rtree_trigger_names(table, column):
         raw.execute(f'DROP TRIGGER IF EXISTS "{name}"')
     raw.executemany(sql, rows)
-    raw.executemany(f'DELETE FROM "{rtree}" WHERE id = ?', [(int(i),) for i in ids])
+    if replace:
+        raw.executemany(f'DELETE FROM "{rtree}" WHERE id = ?', [(int(i),) for i in ids])
     raw.executemany(
         f'INSERT INTO "{rtree}" VALUES (?, ?, ?, ?, ?)',
         geopackage.rtree_rows(ids, geoms),

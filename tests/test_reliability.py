@@ -1,0 +1,220 @@
+"""Crashes, concurrent writers, integrity checks and undo, on both backends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import shapely
+from click.testing import CliRunner
+from sqlalchemy import text
+
+import estates
+from estates.cli import main
+from estates.db import store
+from estates.db.models import Base
+from estates.demo import demo_sites
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def table_checksums(estate: estates.Estate) -> dict[str, str]:
+    """A content checksum per table we own (order-independent)."""
+    sums = {}
+    with estate.engine.connect() as c:
+        for table in Base.metadata.sorted_tables:
+            rows = c.execute(text(f"SELECT * FROM {table.name}")).fetchall()
+            digest = hashlib.sha256()
+            for line in sorted(
+                repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)) for r in rows
+            ):
+                digest.update(line.encode())
+            sums[table.name] = f"{len(rows)}:{digest.hexdigest()[:16]}"
+    return sums
+
+
+def load_frame(estate: estates.Estate, frame, name: str = "frame") -> int:  # type: ignore[no-untyped-def]
+    with estate.batch("test", name) as batch:
+        result = store.write_sites(batch.connection, frame, batch.id)
+        batch.counts.update(
+            rows_read=len(frame), inserted=len(result.inserted), updated=len(result.updated)
+        )
+        return batch.id
+
+
+def test_failed_batch_leaves_database_unchanged(estate: estates.Estate) -> None:
+    load_frame(estate, demo_sites(n_sites=30))
+    before = table_checksums(estate)
+    with pytest.raises(RuntimeError, match="boom"), estate.batch("test", "bad") as batch:
+        store.write_sites(batch.connection, demo_sites(seed=2, n_sites=40), batch.id)
+        raise RuntimeError("boom")
+    assert table_checksums(estate) == before
+
+
+def test_check_passes_on_a_healthy_database(estate: estates.Estate) -> None:
+    load_frame(estate, demo_sites(n_sites=30))
+    report = estate.check()
+    assert report.ok, report.problems
+    assert len(report.checks) >= 10
+
+
+def test_check_finds_a_broken_rtree_and_repair_fixes_it(tmp_path: Path) -> None:
+    estate = estates.connect(tmp_path / "r.gpkg")
+    load_frame(estate, demo_sites(n_sites=30))
+    with estate.engine.begin() as c:
+        c.exec_driver_sql("DELETE FROM rtree_site_geom WHERE id IN (1, 2)")
+    report = estate.check()
+    assert not report.ok
+    assert any("R-tree of site.geom" in p for p in report.problems)
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "r.gpkg"), "check", "--json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["ok"] is False
+    assert estate.check(repair=True).ok
+
+
+def test_undo_restores_previous_state(estate: estates.Estate) -> None:
+    first = demo_sites(n_sites=40)
+    load_frame(estate, first, "v1")
+    snapshot = table_checksums(estate)
+    sites_before = estate.sites().set_index("source_key")
+    second = first.copy()
+    second.loc[second.index[:5], "gia_m2"] = 1.0
+    second.loc[second.index[5], "geometry"] = shapely.Point(390_000, 395_000)
+    extra = demo_sites(seed=9, n_sites=10)
+    extra["source_key"] = [f"extra:{i}" for i in range(10)]
+    import pandas as pd
+
+    combined = pd.concat([second, extra], ignore_index=True)
+    batch_id = load_frame(estate, combined, "v2")
+    assert len(estate.sites()) == 50
+    changes = estate.undo(batch_id)
+    assert changes == {"sites_removed": 10, "sites_restored": 6}
+    after = estate.sites().set_index("source_key")
+    assert len(after) == 40
+    cols = ["gia_m2", "name", "organisation_code"]
+    pd.testing.assert_frame_equal(after.loc[sites_before.index, cols], sites_before[cols])
+    assert after.geometry.geom_equals(sites_before.loc[after.index].geometry).all()
+    now = table_checksums(estate)
+    for table in ("site", "organisation", "site_measure", "site_footprint"):
+        assert now[table] == snapshot[table], table
+    batches = estate.batches().set_index("id")
+    assert batches.loc[batch_id, "status"] == "undone"
+    with pytest.raises(estates.EstatesError, match="already undone"):
+        estate.undo(batch_id)
+
+
+def test_undo_refuses_when_a_later_batch_touched_the_same_sites(estate: estates.Estate) -> None:
+    frame = demo_sites(n_sites=10)
+    first = load_frame(estate, frame, "v1")
+    changed = frame.copy()
+    changed["gia_m2"] = 5.0
+    second = load_frame(estate, changed, "v2")
+    with pytest.raises(estates.EstatesError, match=f"later batch\\(es\\) {second}"):
+        estate.undo(first)
+    estate.undo(second)
+    estate.undo(first)
+    assert len(estate.sites()) == 0
+
+
+def test_undo_unknown_batch_is_a_clear_error(estate: estates.Estate) -> None:
+    with pytest.raises(LookupError, match="no load batch 999"):
+        estate.undo(999)
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import estates
+    from estates.db import store
+    from estates.demo import demo_sites
+    url, seed, n, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    estate = estates.connect(url)
+    frame = demo_sites(seed=seed, n_sites=n)
+    with estate.batch("test", f"writer-{seed}") as batch:
+        print("started", flush=True)
+        result = store.write_sites(batch.connection, frame, batch.id)
+        batch.counts.update(rows_read=n, inserted=len(result.inserted), updated=len(result.updated),
+                            unchanged=len(result.unchanged))
+        time.sleep(hold)
+    print("done", flush=True)
+    """
+)
+
+
+def _writer(
+    url: str, seed: int, n: int, hold: float = 0.0, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _WRITER, url, str(seed), str(n), str(hold)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_sigkill_mid_load_leaves_last_completed_load(db_url: str) -> None:
+    estate = estates.connect(db_url)
+    load_frame(estate, demo_sites(n_sites=50), "good")
+    before = table_checksums(estate)
+    proc = _writer(db_url, seed=5, n=150_000, hold=30.0)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "started"
+    time.sleep(1.5)  # part-way through the bulk write (or holding its transaction open)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    reopened = estates.connect(db_url)
+    report = reopened.check()
+    assert report.ok, report.problems
+    assert table_checksums(reopened) == before
+
+
+def test_geopackage_second_writer_fails_busy_after_timeout(tmp_path: Path) -> None:
+    path = str(tmp_path / "busy.gpkg")
+    estates.connect(path)
+    holder = _writer(path, seed=1, n=20, hold=8.0)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "started"
+    started = time.monotonic()
+    second = subprocess.run(
+        [sys.executable, "-m", "estates", "--db", path, "demo"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "ESTATES_BUSY_TIMEOUT": "1"},
+        timeout=60,
+    )
+    waited = time.monotonic() - started
+    assert second.returncode == 1
+    assert "database is busy" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert waited >= 1.0
+    assert holder.wait(timeout=60) == 0
+    assert estates.connect(path).check().ok
+
+
+@pytest.mark.postgis
+def test_postgis_concurrent_writers_no_duplicates(postgis_url: str) -> None:
+    estates.connect(postgis_url)  # schema first, so writers do not race to create it
+    procs = [_writer(postgis_url, seed=7 + (i % 2), n=400, hold=0.2) for i in range(4)]
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    estate = estates.connect(postgis_url)
+    sites = estate.sites()
+    assert sites["source_key"].is_unique
+    batches = estate.batches()
+    assert len(batches) == 4 and set(batches["status"]) == {"complete"}
+    # seeds 7 and 8 share source keys demo:0000..0399: each key once, last writer wins.
+    assert len(sites) == 400
+    assert int(batches["inserted"].sum()) == 400
+    assert estate.check().ok
