@@ -245,6 +245,32 @@ class Estate:
             result = connection.execute(text("SELECT * FROM load_batch ORDER BY id DESC"))
             return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
 
+    # -- boundaries, summaries, rejects (loaders write them: estates.ingest) -----------
+
+    def boundaries(
+        self, kind: str | None = None, codes: list[str] | None = None
+    ) -> gpd.GeoDataFrame:
+        """Footprint polygons (``code``, ``name``, ``kind``; EPSG:27700), optionally filtered."""
+        from estates.db import boundaries as db_boundaries
+
+        with self.read() as connection:
+            frame = db_boundaries.read_boundaries(connection, kind=kind, codes=codes)
+        return frame.drop(columns=["batch_id"])
+
+    def summary(self, footprint: str | None = None) -> dict[str, Any]:
+        """Sites per sector (located, unlocated, non-geographic, GIA m2, land ha) and load batches."""
+        from estates.db import summary as db_summary
+
+        with self.read() as connection:
+            return db_summary.summary(connection, footprint)
+
+    def rejected_rows(self, batch_id: int | None = None) -> pd.DataFrame:
+        """Rows loaders could not use, with row number, column and reason (raw row as dict)."""
+        from estates.db import summary as db_summary
+
+        with self.read() as connection:
+            return db_summary.rejected_rows(connection, batch_id)
+
 
 def connect(url: str | os.PathLike[str] | None = None) -> Estate:
     """Open (and on first use create) the estate database.

@@ -66,11 +66,26 @@ def test_password_never_printed() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_demo_json_is_one_object(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    result = run("--db", str(tmp_path / "d.gpkg"), "demo", "--json")
-    assert result.exit_code == 0
+def test_demo_runs_the_pipeline_and_writes_both_maps(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    args = ["--db", str(tmp_path / "d.gpkg"), "demo", "--json"]
+    args += ["--data-dir", str(tmp_path / "data"), "--maps-dir", str(tmp_path / "maps")]
+    result = run(*args)
+    assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert payload["sites"] > 0
+    for name in ("sites", "pooling"):
+        path = tmp_path / "maps" / f"demo_{name}.html"
+        assert payload["maps"][name] == str(path)
+        assert path.stat().st_size > 10_000
+    loads = payload["loads"]
+    assert loads["council"]["inserted"] == loads["council"]["rows_read"] > 0
+    assert loads["eric"]["non_geographic"] == 2  # one pooled row per demo trust
+    assert payload["flags"]["sites_with_any_flag"] > 0
+    assert payload["colocation"]["cluster_count"] > 0
+    assert payload["pooling"]["status"] == "optimal"
+    # Running it again loads nothing new: every loader is idempotent.
+    again = json.loads(run(*args).stdout)
+    for name, report in again["loads"].items():
+        assert report["inserted"] == report["updated"] == 0, name
 
 
 @pytest.mark.parametrize("folder_missing", [True])

@@ -113,9 +113,12 @@ def main(ctx: click.Context, db: str | None, verbose: int, quiet: int) -> None:
 
 
 def _register() -> None:
+    from estates.cli import analyse as _analyse  # noqa: F401
     from estates.cli import db as _db  # noqa: F401
     from estates.cli import demo as _demo  # noqa: F401
+    from estates.cli import load as _load  # noqa: F401
     from estates.cli import maintenance as _maintenance  # noqa: F401
+    from estates.cli import maps as _maps  # noqa: F401
 
 
 _register()

@@ -243,3 +243,17 @@ class AnalysisFeature(Base):
     key: Mapped[str | None] = mapped_column(Text)
     values: Mapped[Any] = mapped_column(JSONText, nullable=True)
     geom: Mapped[BaseGeometry | None] = mapped_column(Geometry("GEOMETRY"), nullable=True)
+
+
+class Postcode(Base):
+    """A postcode's grid reference (EPSG:27700), from ONSPD, Code-Point Open or a lat/long file.
+
+    Plain attributes, no geometry column, so a national lookup loads in seconds.
+    """
+
+    __tablename__ = "postcode"
+
+    postcode: Mapped[str] = mapped_column(Text, primary_key=True)  # normalised, "M6 8HD"
+    easting: Mapped[float] = mapped_column(Double)
+    northing: Mapped[float] = mapped_column(Double)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,0 +1,215 @@
+"""Benchmark stages. Each runs in its own process (``python -m benchmarks stage NAME``) so
+its peak memory is its own; each prints one JSON line: seconds, peak MB and what it did.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+StageFn = Callable[[dict[str, Any]], dict[str, Any]]
+STAGES: dict[str, StageFn] = {}
+
+
+def stage(name: str) -> Callable[[StageFn], StageFn]:
+    def register(function: StageFn) -> StageFn:
+        STAGES[name] = function
+        return function
+
+    return register
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_stage(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    start = time.perf_counter()
+    details = STAGES[name](params)
+    return {
+        "stage": name,
+        "seconds": round(time.perf_counter() - start, 3),
+        "peak_mb": round(peak_mb(), 1),
+        **details,
+    }
+
+
+def _estate(params: dict[str, Any]):  # type: ignore[no-untyped-def]
+    import estates
+
+    return estates.connect(params["db"])
+
+
+def _files(params: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(Path(params["folder"], "manifest.json").read_text())
+
+
+def _report(report: Any) -> dict[str, Any]:
+    data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+    return {
+        k: data[k]
+        for k in (
+            "rows_read",
+            "inserted",
+            "updated",
+            "unchanged",
+            "rejected",
+            "located",
+            "unlocated",
+        )
+        if k in data
+    }
+
+
+# --- loaders -------------------------------------------------------------------------
+
+
+@stage("load_postcodes")
+def load_postcodes(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.ingest import load_postcodes as load
+
+    return _report(load(_estate(params), _files(params)["postcodes"]))
+
+
+@stage("load_councils")
+def load_councils(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.ingest import load_council
+
+    estate = _estate(params)
+    totals: dict[str, int] = {}
+    for path in _files(params)["councils"]:
+        for key, value in _report(load_council(estate, path)).items():
+            totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+@stage("load_eric")
+def load_eric(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.ingest import load_eric as load
+
+    return _report(load(_estate(params), _files(params)["eric"]))
+
+
+@stage("load_points")
+def load_points(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.ingest import load_points as load
+
+    return _report(
+        load(_estate(params), _files(params)["points"], organisation="GP practices", sector="nhs")
+    )
+
+
+@stage("load_boundaries")
+def load_boundaries(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.ingest import load_boundaries as load
+
+    return _report(load(_estate(params), _files(params)["districts"], kind="lad"))
+
+
+# --- analysis --------------------------------------------------------------------------
+
+
+@stage("footprints")
+def footprints(params: dict[str, Any]) -> dict[str, Any]:
+    """Assign every located site to its district (in memory, as the loaders do)."""
+    from estates.ingest.footprints import assign_points
+
+    estate = _estate(params)
+    sites = estate.sites(located=True)
+    districts = estate.boundaries(kind="lad")
+    start = time.perf_counter()
+    assigned = assign_points(
+        sites["site_id"].to_numpy(),
+        np.asarray(sites.geometry.values),
+        np.asarray(districts.geometry.values),
+        districts["code"].to_numpy(dtype=object),
+    )
+    return {
+        "sites": len(sites),
+        "assigned": len(assigned),
+        "compute_s": round(time.perf_counter() - start, 3),
+    }
+
+
+@stage("flags")
+def flags(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.pipeline import run_flags
+
+    run = run_flags(_estate(params))
+    return {
+        "sites_assessed": run.summary.get("sites_assessed"),
+        "flagged": run.summary.get("sites_with_any_flag"),
+    }
+
+
+@stage("colocation")
+def colocation(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.pipeline import run_colocation
+
+    run = run_colocation(_estate(params), distance_m=800.0)
+    return {
+        "clusters": run.summary.get("cluster_count"),
+        "sites_in_clusters": run.summary.get("sites_in_clusters"),
+    }
+
+
+@stage("pooling")
+def pooling(params: dict[str, Any]) -> dict[str, Any]:
+    """A one-body scenario on an ICB-sized synthetic footprint of ``pool_sites`` sites."""
+    from estates.analysis.flags import flag_sites
+    from estates.analysis.pooling import pool_footprint
+    from estates.analysis.settings import load_settings
+
+    estate = _estate(params)
+    sites = estate.sites(located=True, measures=True)
+    sites = sites[~sites["non_geographic"]]
+    # The densest sites around one point: an ICB-sized footprint of about pool_sites sites.
+    centre = shapely.Point(np.median(sites.geometry.x), np.median(sites.geometry.y))
+    order = np.argsort(sites.geometry.distance(centre).to_numpy())
+    footprint = sites.iloc[order[: int(params.get("pool_sites", 5000))]]
+    settings = load_settings(None)
+    flagged = flag_sites(footprint, settings)
+    start = time.perf_counter()
+    scenario = pool_footprint(flagged, settings)
+    head = scenario.headline
+    return {
+        "sites": len(footprint),
+        "solve_s": round(time.perf_counter() - start, 3),
+        "status": head.get("status"),
+        "mip_gap": head.get("mip_gap"),
+        "released": head.get("sites_released"),
+    }
+
+
+@stage("map")
+def national_map(params: dict[str, Any]) -> dict[str, Any]:
+    from estates.maps import save_map, sites_map
+
+    estate = _estate(params)
+    sites = estate.sites(located=True)
+    out = Path(params["folder"]) / "national_sites.html"
+    info = save_map(sites_map(sites, title="National estate"), out)
+    return {
+        "sites": len(sites),
+        "html_mb": round(out.stat().st_size / 1e6, 2),
+        **{k: v for k, v in info.items() if k != "path"},
+    }
+
+
+@stage("bbox")
+def bbox(params: dict[str, Any]) -> dict[str, Any]:
+    """GDAL opens the GeoPackage and answers a bounding-box query through its R-tree."""
+    import pyogrio
+
+    start = time.perf_counter()
+    frame = pyogrio.read_dataframe(
+        params["db"], layer="site", bbox=(380_000, 390_000, 390_000, 400_000)
+    )
+    return {"rows": len(frame), "query_ms": round((time.perf_counter() - start) * 1000, 1)}

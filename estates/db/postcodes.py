@@ -1,0 +1,190 @@
+"""The postcode lookup table: bulk write (executemany / COPY) and set-based lookups."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from estates.db.store import is_sqlite
+
+_IN_CHUNK = 500
+_BULK_CACHE_KIB = -262144  # negative: KiB, i.e. 256 MiB of page cache during bulk inserts
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
+def count(connection: Connection) -> int:
+    return int(connection.execute(text("SELECT count(*) FROM postcode")).scalar_one())
+
+
+def read_all(connection: Connection) -> pd.DataFrame:
+    """Every postcode with its grid reference (columns postcode, easting, northing)."""
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    cursor.execute("SELECT postcode, easting, northing FROM postcode")
+    rows = cursor.fetchall()
+    cursor.close()
+    if not rows:
+        return pd.DataFrame(
+            {
+                "postcode": pd.Series(dtype=object),
+                "easting": pd.Series(dtype="float64"),
+                "northing": pd.Series(dtype="float64"),
+            }
+        )
+    frame = pd.DataFrame(rows, columns=["postcode", "easting", "northing"])
+    return frame.astype({"easting": "float64", "northing": "float64"})
+
+
+def lookup(connection: Connection, postcodes: Sequence[str]) -> pd.DataFrame:
+    """Grid references of the given (normalised) postcodes that the table holds.
+
+    Small sets use bound ``IN`` lists; large ones a temporary table filled in bulk.
+    """
+    wanted = sorted({p for p in postcodes if p})
+    empty = pd.DataFrame(
+        {
+            "postcode": pd.Series(dtype=object),
+            "easting": pd.Series(dtype="float64"),
+            "northing": pd.Series(dtype="float64"),
+        }
+    )
+    if not wanted:
+        return empty
+    if len(wanted) <= 20 * _IN_CHUNK:
+        frames = []
+        for start in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[start : start + _IN_CHUNK]
+            params = {f"p{n}": v for n, v in enumerate(chunk)}
+            marks = ", ".join(f":p{n}" for n in range(len(chunk)))
+            result = connection.execute(
+                text(
+                    f"SELECT postcode, easting, northing FROM postcode WHERE postcode IN ({marks})"
+                ),
+                params,
+            )
+            frames.append(
+                pd.DataFrame(result.fetchall(), columns=["postcode", "easting", "northing"])
+            )
+        found = pd.concat(frames, ignore_index=True) if frames else empty
+        return found.astype({"easting": "float64", "northing": "float64"})
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    if is_sqlite(connection):
+        raw.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_postcode (postcode TEXT PRIMARY KEY)")
+        raw.execute("DELETE FROM wanted_postcode")
+        raw.executemany("INSERT INTO wanted_postcode VALUES (?)", [(p,) for p in wanted])
+        sql = (
+            "SELECT p.postcode, p.easting, p.northing FROM postcode p "
+            "JOIN wanted_postcode w ON w.postcode = p.postcode"
+        )
+        rows = raw.execute(sql).fetchall()
+        raw.execute("DELETE FROM wanted_postcode")
+    else:
+        connection.execute(text("DROP TABLE IF EXISTS wanted_postcode"))
+        connection.execute(
+            text("CREATE TEMP TABLE wanted_postcode (postcode TEXT PRIMARY KEY) ON COMMIT DROP")
+        )
+        with raw.cursor() as cursor:
+            with cursor.copy("COPY wanted_postcode (postcode) FROM STDIN") as copy:
+                for p in wanted:
+                    copy.write_row((p,))
+            cursor.execute(
+                "SELECT p.postcode, p.easting, p.northing FROM postcode p "
+                "JOIN wanted_postcode w ON w.postcode = p.postcode"
+            )
+            rows = cursor.fetchall()
+        connection.execute(text("DROP TABLE wanted_postcode"))
+    if not rows:
+        return empty
+    return pd.DataFrame(rows, columns=["postcode", "easting", "northing"]).astype(
+        {"easting": "float64", "northing": "float64"}
+    )
+
+
+def insert(connection: Connection, frame: pd.DataFrame, source: str) -> None:
+    """Insert new postcodes (columns postcode, easting, northing) in bulk."""
+    if frame.empty:
+        return
+    rows = list(
+        zip(
+            frame["postcode"].tolist(),
+            frame["easting"].astype("float64").tolist(),
+            frame["northing"].astype("float64").tolist(),
+            [source] * len(frame),
+            strict=True,
+        )
+    )
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    if is_sqlite(connection):
+        # Inserting in key order with a larger page cache keeps the primary-key B-tree
+        # appends sequential: 2.6 million rows in seconds rather than tens of seconds.
+        rows.sort(key=_first)
+        previous = raw.execute("PRAGMA cache_size").fetchone()[0]
+        raw.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
+        try:
+            raw.executemany(
+                "INSERT INTO postcode (postcode, easting, northing, source) VALUES (?, ?, ?, ?)",
+                rows,
+            )
+        finally:
+            raw.execute(f"PRAGMA cache_size = {int(previous)}")
+        return
+    with (
+        raw.cursor() as cursor,
+        cursor.copy("COPY postcode (postcode, easting, northing, source) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def update(connection: Connection, frame: pd.DataFrame, source: str) -> None:
+    """Move existing postcodes to new grid references (a newer release of a lookup)."""
+    if frame.empty:
+        return
+    rows = list(
+        zip(
+            frame["easting"].astype("float64").tolist(),
+            frame["northing"].astype("float64").tolist(),
+            [source] * len(frame),
+            frame["postcode"].tolist(),
+            strict=True,
+        )
+    )
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    if is_sqlite(connection):
+        raw.executemany(
+            "UPDATE postcode SET easting = ?, northing = ?, source = ? WHERE postcode = ?", rows
+        )
+        return
+    connection.execute(text("DROP TABLE IF EXISTS postcode_staging"))
+    connection.execute(
+        text(
+            "CREATE TEMP TABLE postcode_staging (easting DOUBLE PRECISION, northing DOUBLE PRECISION, "
+            "source TEXT, postcode TEXT) ON COMMIT DROP"
+        )
+    )
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(
+            "COPY postcode_staging (easting, northing, source, postcode) FROM STDIN"
+        ) as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+    connection.execute(
+        text(
+            "UPDATE postcode p SET easting = s.easting, northing = s.northing, source = s.source "
+            "FROM postcode_staging s WHERE p.postcode = s.postcode"
+        )
+    )
+    connection.execute(text("DROP TABLE postcode_staging"))

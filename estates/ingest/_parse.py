@@ -1,0 +1,233 @@
+"""Cell-level parsing shared by the loaders: numbers, postcodes, headers, names.
+
+Everything here is vectorised over pandas Series, so a 500,000-row file costs a few
+string operations per column rather than a Python call per cell.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Cell texts that mean "no value" in published registers (compared lower-cased, trimmed).
+NULL_TOKENS = frozenset(
+    {
+        "",
+        "-",
+        "--",
+        "n/a",
+        "na",
+        "n.a.",
+        "not applicable",
+        "not available",
+        "not known",
+        "unknown",
+        "none",
+        "null",
+        "nan",
+        "#n/a",
+        "tbc",
+    }
+)
+
+_UNIT_SUFFIX = re.compile(r"\s*[\(\[][^\)\]]*[\)\]]\s*$")
+_LONGEST = max(len(t) for t in NULL_TOKENS)
+_NUMBER_NOISE = re.compile(r"(?i)(£|%|\s|m²|m2|sq\.?\s*m|sqm|hectares?|ha|acres?)")
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
+
+
+def normalise_header(text: object) -> str:
+    """A header reduced to lower-case letters and digits: ``Post Code`` -> ``postcode``."""
+    folded = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]", "", folded.lower())
+
+
+def match_columns(columns: Sequence[str], synonyms: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Map each canonical field to the first file column whose header is one of its synonyms.
+
+    Synonyms are compared after :func:`normalise_header`, in the order given, so
+    ``("postcode", "postcodes")`` prefers an exact ``Postcode`` column. A column is used
+    for one field only (the first field, in ``synonyms`` order, that claims it).
+    """
+    by_key: dict[str, str] = {}
+    for column in columns:
+        by_key.setdefault(normalise_header(column), column)
+    # Second chance: the header without a bracketed unit, "Site Area (acres)" -> "Site Area".
+    by_stem: dict[str, str] = {}
+    for column in columns:
+        stem = normalise_header(_UNIT_SUFFIX.sub("", str(column)))
+        if stem:
+            by_stem.setdefault(stem, column)
+    found: dict[str, str] = {}
+    taken: set[str] = set()
+    for lookup in (by_key, by_stem):
+        for field, names in synonyms.items():
+            if field in found:
+                continue
+            for name in names:
+                match = lookup.get(normalise_header(name))
+                if match is not None and match not in taken:
+                    found[field] = match
+                    taken.add(match)
+                    break
+    return found
+
+
+def as_objects(values: pd.Series | np.ndarray) -> np.ndarray:
+    """The cells as a numpy object array (no copy for object data)."""
+    cells = (
+        values.to_numpy(dtype=object)
+        if isinstance(values, pd.Series)
+        else np.asarray(values, dtype=object)
+    )
+    missing = pd.isna(cells)
+    if missing.any():
+        cells = cells.copy()
+        cells[missing] = None
+    return cells
+
+
+def is_null_text(values: pd.Series | np.ndarray) -> np.ndarray:
+    """True where a text cell is empty or a null token such as ``Not Applicable``."""
+    tokens = NULL_TOKENS
+    cells = as_objects(values)
+    try:
+        flags = [
+            (t := v.strip()) == "" or (len(t) <= _LONGEST and t.lower() in tokens) for v in cells
+        ]
+    except AttributeError:  # not all text: None, NaN or numbers among the cells
+        flags = [
+            v is None
+            or (isinstance(v, float) and v != v)
+            or (isinstance(v, str) and v.strip().lower() in tokens)
+            for v in cells
+        ]
+    return np.asarray(flags, dtype=bool)
+
+
+def _clean_number(v: object) -> object:
+    """One cell's text made parseable: noise, units and thousands separators removed."""
+    if not isinstance(v, str):
+        return v
+    text = v.strip()
+    if _THOUSANDS.fullmatch(text):
+        return text.replace(",", "")
+    negative = text.startswith("(") and text.endswith(")")
+    if negative:
+        text = text[1:-1]
+    text = _NUMBER_NOISE.sub("", text)
+    if _THOUSANDS.fullmatch(text):
+        text = text.replace(",", "")
+    return "-" + text if negative else text
+
+
+def parse_numbers(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Published numbers to floats: thousands separators, ``£``, ``%``, units, nulls.
+
+    Returns ``(numbers, bad)``: ``numbers`` is NaN where the cell is empty, a null
+    token (``Not Applicable``) or unreadable; ``bad`` is True only where the cell held
+    text that is not a number, so the caller can reject that row with a reason.
+    ``(1,234)`` (accounting negative) reads as -1234. Plain numbers take a fast
+    vectorised path; only the other cells are cleaned one by one.
+    """
+    cells = as_objects(values)
+    numbers = pd.to_numeric(cells, errors="coerce")
+    numbers = np.asarray(numbers, dtype="float64").copy()
+    numbers[~np.isfinite(numbers)] = np.nan
+    failed = np.flatnonzero(np.isnan(numbers))
+    bad = np.zeros(len(cells), dtype=bool)
+    if len(failed):
+        subset = cells[failed]
+        null = is_null_text(subset)
+        todo = failed[~null]
+        if len(todo):
+            cleaned = np.asarray([_clean_number(v) for v in cells[todo]], dtype=object)
+            parsed = np.asarray(pd.to_numeric(cleaned, errors="coerce"), dtype="float64")
+            parsed[~np.isfinite(parsed)] = np.nan
+            numbers[todo] = parsed
+            bad[todo] = np.isnan(parsed)
+    return numbers, bad
+
+
+def clean_text(values: pd.Series | np.ndarray) -> pd.Series:
+    """Trimmed text with empty cells and null tokens as missing (object dtype, None)."""
+    tokens = NULL_TOKENS
+    cells = as_objects(values)
+    try:
+        out = [
+            None if (t := v.strip()) == "" or (len(t) <= _LONGEST and t.lower() in tokens) else t
+            for v in cells
+        ]
+    except AttributeError:  # not all text
+        out = [
+            None
+            if v is None
+            or (isinstance(v, float) and v != v)
+            or (t := str(v).strip()) == ""
+            or (len(t) <= _LONGEST and t.lower() in tokens)
+            else t
+            for v in cells
+        ]
+    index = values.index if isinstance(values, pd.Series) else None
+    return pd.Series(out, index=index, dtype=object)
+
+
+_POSTCODE_PARTS = re.compile(r"\s*([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\s*")
+
+
+def postcode_parts(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised postcodes, full-postcode mask) in one pass; see :func:`normalise_postcodes`."""
+    match = _POSTCODE_PARTS.fullmatch
+    out: list[str | None] = []
+    full: list[bool] = []
+    for v in as_objects(values):
+        if not isinstance(v, str):
+            out.append(None)
+            full.append(False)
+            continue
+        upper = v.upper()
+        m = match(upper)
+        if m is not None:
+            out.append(m.group(1) + " " + m.group(2))
+            full.append(True)
+        else:
+            words = " ".join(upper.split())
+            out.append(words or None)
+            full.append(False)
+    return np.asarray(out, dtype=object), np.asarray(full, dtype=bool)
+
+
+def normalise_postcodes(values: pd.Series | np.ndarray) -> pd.Series:
+    """Postcodes as ``M6 8HD``: upper case, inner runs of spaces removed, one space before
+    the inward code. Partial postcodes (``M31``, ``WA14 1``) are kept, upper-cased with single
+    spaces, and will simply not match a lookup; empty cells become None.
+    """
+    out, _ = postcode_parts(values)
+    index = values.index if isinstance(values, pd.Series) else None
+    return pd.Series(out, index=index, dtype=object)
+
+
+def is_full_postcode(values: pd.Series | np.ndarray) -> np.ndarray:
+    """True for a complete unit postcode (after normalisation), False for partial or empty."""
+    _, full = postcode_parts(values)
+    return full
+
+
+def slug(text: str) -> str:
+    """A stable, readable identifier: ``Trafford Council`` -> ``trafford-council``."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "unnamed"
+
+
+def join_text(parts: Iterable[pd.Series], sep: str = ", ") -> pd.Series:
+    """Join text columns row by row, skipping empty parts (for addresses)."""
+    series = list(parts)
+    if not series:
+        return pd.Series(dtype=object)
+    arrays = [clean_text(p).to_numpy(dtype=object) for p in series]
+    out = [sep.join(v for v in row if v) or None for row in zip(*arrays, strict=True)]
+    return pd.Series(out, index=series[0].index, dtype=object)

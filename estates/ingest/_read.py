@@ -1,0 +1,489 @@
+"""Reading source files as published: format sniffing, encodings, title lines, CSV rows.
+
+A file that cannot be read raises one :class:`~estates.errors.InvalidSourceError` naming
+the file and the problem (wrong format, undecodable text, truncated); a readable file
+with some broken rows returns those rows separately (``CsvTable.bad_rows``) with their
+row numbers and reasons, so the loader can keep them as rejected rows.
+
+Row numbers are the spreadsheet row where a record starts (line 1 is the first line of
+the file, title lines included), which is what a user sees when they open the file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gc
+import io
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from estates.errors import CrsError, InvalidSourceError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_SNIFF_BYTES = 1 << 16
+_HEADER_SCAN_LINES = 30
+
+csv.field_size_limit(1 << 28)
+
+
+@dataclass
+class CsvTable:
+    """A CSV file read as text: one string column per header field, '' for empty cells."""
+
+    path: Path
+    encoding: str
+    header: list[str]
+    columns: list[str]
+    frame: pd.DataFrame
+    row_numbers: np.ndarray
+    header_row: int
+    bad_rows: list[dict[str, Any]] = field(default_factory=list)
+    blank_rows: int = 0
+
+
+def source_error(path: str | os.PathLike[str], problem: str) -> InvalidSourceError:
+    return InvalidSourceError(f"{os.fspath(path)}: {problem}")
+
+
+def check_file(path: str | os.PathLike[str]) -> Path:
+    """The path as a ``Path`` if it is a readable, non-empty file; a clear error otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise source_error(p, "no such file")
+    if p.is_dir():
+        raise source_error(p, "is a folder, not a file")
+    if p.stat().st_size == 0:
+        raise source_error(p, "the file is empty")
+    return p
+
+
+def sniff(path: str | os.PathLike[str]) -> str:
+    """What a file really is, from its first bytes and its name.
+
+    One of ``csv``, ``geojson``, ``topojson``, ``json``, ``gpkg``, ``shapefile``, ``zip``,
+    ``xlsx``, ``binary``.
+    """
+    p = check_file(path)
+    with open(p, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    suffix = p.suffix.lower()
+    if head.startswith(b"SQLite format 3\x00"):
+        return "gpkg"
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx" if suffix in (".xlsx", ".xlsm", ".ods") else "zip"
+    if head[:4] == b"\x00\x00\x27\x0a" or suffix == ".shp":
+        return "shapefile"
+    if head.startswith((b"\xd0\xcf\x11\xe0", b"%PDF", b"\x89PNG", b"\x1f\x8b", b"\xff\xd8\xff")):
+        return "binary"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:1] in (b"{", b"["):
+        if re.search(rb'"type"\s*:\s*"Topology"', head):
+            return "topojson"
+        if re.search(rb'"type"\s*:\s*"(FeatureCollection|Feature)"', head):
+            return "geojson"
+        return "json"
+    if not head.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in head:
+        return "binary"
+    return "csv"
+
+
+def describe_format(kind: str) -> str:
+    return {
+        "xlsx": "an Excel/OpenDocument workbook (save the sheet as CSV)",
+        "zip": "a ZIP archive",
+        "gpkg": "a GeoPackage/SQLite database",
+        "shapefile": "a shapefile",
+        "binary": "a binary file",
+        "geojson": "GeoJSON",
+        "topojson": "TopoJSON",
+        "json": "JSON that is not GeoJSON",
+        "csv": "CSV text",
+    }.get(kind, kind)
+
+
+def require_csv(path: str | os.PathLike[str], what: str) -> None:
+    """Fail clearly when a CSV loader is handed something else."""
+    kind = sniff(path)
+    if kind != "csv":
+        raise source_error(
+            path, f"is {describe_format(kind)}, not the CSV {what} this loader reads"
+        )
+
+
+# --- encodings -------------------------------------------------------------------------
+
+
+def _line_of(path: Path, offset: int) -> int:
+    with open(path, "rb") as handle:
+        return handle.read(offset).count(b"\n") + 1
+
+
+def _decodes(path: Path, encoding: str, skip: int = 0) -> tuple[bool, int]:
+    """Whether the whole file decodes; else the byte offset of the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    done = 0
+    with open(path, "rb") as handle:
+        handle.seek(skip)
+        done = skip
+        while chunk := handle.read(_CHUNK):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as error:
+                return False, done + error.start
+            done += len(chunk)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as error:
+            return False, done + error.start
+    return True, -1
+
+
+def detect_encoding(path: str | os.PathLike[str], declared: str | None = None) -> str:
+    """UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252; or fail clearly.
+
+    ``declared`` (from a profile or option) is checked, not trusted blindly.
+    """
+    p = Path(path)
+    with open(p, "rb") as handle:
+        head = handle.read(4)
+    if declared:
+        try:
+            codecs.lookup(declared)
+        except LookupError:
+            raise source_error(p, f"unknown text encoding {declared!r}") from None
+        ok, offset = _decodes(p, declared)
+        if not ok:
+            raise source_error(
+                p,
+                f"line {_line_of(p, offset)} (byte {offset}) is not valid {declared} text; "
+                "check the encoding given in the profile or option",
+            )
+        return declared
+    if head.startswith(codecs.BOM_UTF8):
+        candidates = ["utf-8-sig"]
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates = ["utf-16"]
+    else:
+        candidates = ["utf-8", "cp1252"]
+    first_bad = -1
+    for encoding in candidates:
+        ok, offset = _decodes(p, encoding)
+        if ok:
+            if encoding == "cp1252":
+                log.info("%s is not UTF-8; reading it as Windows-1252", p)
+            return encoding
+        if first_bad < 0:
+            first_bad = offset
+    raise source_error(
+        p,
+        f"cannot decode the text at line {_line_of(p, first_bad)} (byte {first_bad}): it is "
+        f"neither {' nor '.join(candidates)}; re-save the file as UTF-8 CSV",
+    )
+
+
+# --- CSV -------------------------------------------------------------------------------
+
+
+def unique_names(header: Sequence[str]) -> list[str]:
+    """Header names made unique: a repeated name gets `` (2)``, `` (3)``... ; blanks get ``column N``."""
+    seen: dict[str, int] = {}
+    out = []
+    for n, name in enumerate(header, start=1):
+        name = name or f"column {n}"
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        out.append(name if count == 1 else f"{name} ({count})")
+    return out
+
+
+def _clean_header(fields: Sequence[str]) -> list[str]:
+    cleaned = [f.replace("\ufeff", "").strip() for f in fields]
+    while cleaned and cleaned[-1] == "":
+        cleaned.pop()
+    return cleaned
+
+
+def find_header_row(
+    lines: list[list[str]], score: Callable[[list[str]], int] | None, min_score: int
+) -> int:
+    """Index of the header among the first lines: the first best-scoring line.
+
+    Title lines above the header (a council name, a date) score nothing, so they are
+    skipped. Without a scorer the first non-empty line is the header.
+    """
+    best, best_score = -1, min_score - 1
+    for n, fields in enumerate(lines):
+        cleaned = _clean_header(fields)
+        if not cleaned:
+            continue
+        if score is None:
+            return n
+        s = score(cleaned)
+        if s > best_score:
+            best, best_score = n, s
+    return best
+
+
+def _quote_count_is_odd(path: Path) -> bool:
+    count = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            count += chunk.count(b'"')
+    return count % 2 == 1
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) in (b"\n", b"\r")
+
+
+def read_csv_table(
+    path: str | os.PathLike[str],
+    *,
+    what: str,
+    score: Callable[[list[str]], int] | None = None,
+    min_score: int = 1,
+    header_row: int | None = None,
+    encoding: str | None = None,
+    header_hint: str = "",
+) -> CsvTable:
+    """Read a CSV with its header found below any title lines; every cell as text.
+
+    Parameters
+    ----------
+    what
+        What the file should be, for messages (``"council asset register"``).
+    score
+        Scores a candidate header line (e.g. the number of known column names in it);
+        the first best line among the first 30 with at least ``min_score`` is the header.
+    header_row
+        1-based line of the header, when the caller knows it (from a profile).
+    header_hint
+        Appended to the "no header" message: which columns were looked for.
+    """
+    p = check_file(path)
+    require_csv(p, what)
+    enc = detect_encoding(p, encoding)
+    with open(p, encoding=enc, newline="") as handle:
+        head_lines = list(_take(csv.reader(handle), _HEADER_SCAN_LINES))
+    if header_row is not None:
+        if not 1 <= header_row <= len(head_lines):
+            raise source_error(p, f"header row {header_row} is beyond the start of the file")
+        header_index = header_row - 1
+    else:
+        header_index = find_header_row(head_lines, score, min_score)
+    if header_index < 0:
+        first = _clean_header(head_lines[0]) if head_lines else []
+        raise source_error(
+            p,
+            f"no header row of a {what} found in the first {_HEADER_SCAN_LINES} lines "
+            f"(first line: {', '.join(first[:8]) or 'empty'}){header_hint}",
+        )
+    header = _clean_header(head_lines[header_index])
+    columns = unique_names(header)
+    ncols = len(header)
+
+    with gc_paused():
+        return _read_records(p, enc, header_index, header, columns, ncols)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of row lists are built.
+
+    Each row is a new list; with the collector on, Python re-scans every live row
+    again and again (most of the time of reading a 500,000-row file).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _read_records(
+    p: Path, enc: str, header_index: int, header: list[str], columns: list[str], ncols: int
+) -> CsvTable:
+    good: list[list[str]] = []
+    numbers: list[int] = []
+    bad: list[dict[str, Any]] = []
+    blank = 0
+    last: tuple[int, list[str]] = (0, [])
+    with open(p, encoding=enc, newline="") as handle:
+        reader = csv.reader(handle, strict=False)
+        previous_line = 0
+        header_line = 0
+        for n, record in enumerate(reader):
+            start = previous_line + 1
+            previous_line = reader.line_num
+            if n < header_index:
+                continue
+            if n == header_index:
+                header_line = start
+                continue
+            last = (start, record)
+            width = len(record)
+            if not "".join(record).strip():
+                blank += 1
+                continue
+            if width > ncols and "".join(record[ncols:]).strip():
+                bad.append(
+                    {
+                        "row_number": start,
+                        "reason": f"row has {width} fields but the header has {ncols}; "
+                        "a value probably contains an unquoted comma",
+                        "raw": {
+                            **dict(zip(columns, record, strict=False)),
+                            "extra": record[ncols:],
+                        },
+                    }
+                )
+                continue
+            if width < ncols:
+                bad.append(
+                    {
+                        "row_number": start,
+                        "reason": f"row has {width} fields but the header has {ncols}",
+                        "raw": dict(zip(columns, record, strict=False)),
+                    }
+                )
+                continue
+            good.append(record[:ncols])
+            numbers.append(start)
+    _check_not_truncated(p, last, ncols)
+    data = list(zip(*good, strict=True)) if good else [()] * ncols
+    frame = pd.DataFrame(
+        {col: pd.array(values, dtype=object) for col, values in zip(columns, data, strict=True)}
+    )
+    if not good:
+        frame = pd.DataFrame({col: pd.Series(dtype=object) for col in columns})
+    return CsvTable(
+        path=p,
+        encoding=enc,
+        header=header,
+        columns=columns,
+        frame=frame,
+        row_numbers=np.asarray(numbers, dtype=np.int64),
+        header_row=header_line,
+        bad_rows=bad,
+        blank_rows=blank,
+    )
+
+
+def _take(reader: Any, n: int) -> list[list[str]]:
+    out = []
+    try:
+        for _ in range(n):
+            out.append(next(reader))
+    except StopIteration:
+        pass
+    return out
+
+
+def _check_not_truncated(p: Path, last: tuple[int, list[str]], ncols: int) -> None:
+    """A cut-off file fails whole: its last row is short with no line end, or a quote never closes."""
+    row, record = last
+    if not record:
+        return
+    if len(record) < ncols and any(v.strip() for v in record) and not _ends_with_newline(p):
+        raise source_error(
+            p,
+            f"the file is truncated: its last row, row {row}, stops after {len(record)} of "
+            f"{ncols} fields with no line end; download it again",
+        )
+    if any("\n" in v or "\r" in v for v in record) and _quote_count_is_odd(p):
+        raise source_error(
+            p,
+            f"the file is truncated or has an unclosed quote: the quoted value opened on row "
+            f"{row} never closes; download it again or fix the quoting",
+        )
+
+
+# --- vector files ----------------------------------------------------------------------
+
+
+def read_vector(
+    path: str | os.PathLike[str], *, what: str, layer: str | None = None
+) -> gpd.GeoDataFrame:
+    """GeoJSON, TopoJSON, GeoPackage or shapefile as a GeoDataFrame with a known CRS."""
+    import pyogrio
+    from pyogrio.errors import DataLayerError, DataSourceError
+
+    p = check_file(path)
+    kind = sniff(p)
+    if kind in ("xlsx", "binary", "json", "csv"):
+        raise source_error(p, f"is {describe_format(kind)}, not a {what}")
+    try:
+        layers = pyogrio.list_layers(p)
+    except (DataSourceError, DataLayerError, OSError) as error:
+        raise source_error(
+            p, f"cannot be read as {describe_format(kind)}: {_first_line(error)}"
+        ) from None
+    names = [str(n) for n in layers[:, 0]]
+    if layer is None and len(names) > 1 and kind != "topojson":
+        raise source_error(
+            p, f"has {len(names)} layers ({', '.join(names)}); choose one with --layer"
+        )
+    if layer is not None and layer not in names:
+        raise source_error(p, f"has no layer {layer!r}; its layers are {', '.join(names)}")
+    chosen = layer or names[0]
+    try:
+        frame = pyogrio.read_dataframe(p, layer=chosen)
+    except (DataSourceError, DataLayerError, OSError, ValueError) as error:
+        raise source_error(
+            p,
+            f"cannot be read as {describe_format(kind)} (truncated or damaged?): {_first_line(error)}",
+        ) from None
+    if frame.crs is None:
+        if kind == "topojson" and _topojson_is_lonlat(p, frame):
+            frame = frame.set_crs("EPSG:4326")
+        else:
+            raise CrsError(
+                f"{p}: layer {chosen!r} has no coordinate reference system; add one (a .prj "
+                "file for a shapefile) or reproject it with QGIS/ogr2ogr before loading"
+            )
+    return frame
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _topojson_is_lonlat(p: Path, frame: gpd.GeoDataFrame) -> bool:
+    """TopoJSON carries no CRS in GDAL's reading; accept WGS84 when the file says so
+    (a ``crs`` member naming CRS84/EPSG:4326) or, as the format's convention, when every
+    coordinate is a longitude/latitude."""
+    with open(p, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if re.search(rb"CRS84|EPSG:+4326|EPSG::4326", head):
+        return True
+    minx, miny, maxx, maxy = frame.total_bounds
+    return bool(-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90)
+
+
+def read_text_head(path: str | os.PathLike[str], n_bytes: int = _SNIFF_BYTES) -> str:
+    """The decoded start of a text file (for format detection), BOM removed."""
+    with open(path, "rb") as handle:
+        raw = handle.read(n_bytes)
+    return (
+        io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8", errors="replace")
+        .read()
+        .lstrip("\ufeff")
+    )

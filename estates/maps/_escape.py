@@ -1,0 +1,89 @@
+"""The one place where text from source files is made safe for HTML and JavaScript.
+
+Every string that came from a source file (site names, addresses, organisations,
+boundary names, flag sentences quoting them) reaches the page through one of these
+functions, never by string formatting:
+
+- :func:`html_text` for text placed in HTML. Besides ``& < > " '`` it also turns the
+  characters that are special inside a JavaScript template literal (`` ` ``, ``$``,
+  ``\\``) into entities, because Folium copies popup and tooltip HTML into template
+  literals (``$(`...`)``). An entity is harmless in HTML and inert in JavaScript.
+- :func:`script_json` for data embedded in a ``<script>`` block: JSON with ``<``,
+  ``>``, ``&`` and the two JavaScript line separators as ``\\u`` escapes, so no value
+  can close the script element or start markup. Browser code then puts that data on the
+  page with ``textContent``, never ``innerHTML``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+_HTML_ENTITIES = {
+    ord("&"): "&amp;",
+    ord("<"): "&lt;",
+    ord(">"): "&gt;",
+    ord('"'): "&quot;",
+    ord("'"): "&#x27;",
+    ord("`"): "&#x60;",
+    ord("$"): "&#x24;",
+    ord("\\"): "&#x5C;",
+}
+
+_SCRIPT_ESCAPES = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def plain(value: Any) -> str:
+    """A display string for a cell: missing values (None, NaN, NA) become ``""``."""
+    if value is None:
+        return ""
+    try:
+        if value != value:  # NaN, pd.NA raises TypeError below
+            return ""
+    except (TypeError, ValueError):
+        return ""
+    return str(value)
+
+
+def html_text(value: Any) -> str:
+    """Escape ``value`` for HTML text or attribute values (and Folium's template literals).
+
+    Examples
+    --------
+    >>> html_text('<img src=x onerror="window.__pwned=1">')
+    '&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;'
+    >>> html_text("`${alert(1)}`")
+    '&#x60;&#x24;{alert(1)}&#x60;'
+    """
+    return plain(value).translate(_HTML_ENTITIES)
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def script_json(value: Any) -> str:
+    """JSON that is safe inside ``<script>`` (either as a JS literal or as ``application/json``).
+
+    NaN and infinities become ``null`` (JSON has neither).
+
+    Examples
+    --------
+    >>> script_json({"name": "</script><b>"})
+    '{"name":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
+    """
+    text = json.dumps(json_ready(value), ensure_ascii=False, separators=(",", ":"))
+    return text.translate(_SCRIPT_ESCAPES)

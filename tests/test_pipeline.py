@@ -1,0 +1,127 @@
+"""Database -> analysis -> stored run, on the GeoPackage and on PostGIS, with real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+import estates
+from estates.analysis.flags import FLAG_NAMES
+from estates.analysis.settings import load_settings
+from estates.ingest import load_boundaries, load_council, load_eric, load_points, load_postcodes
+from estates.pipeline import (
+    latest_run,
+    load_run,
+    run_colocation,
+    run_flags,
+    run_pooling,
+    run_sensitivity,
+)
+from tests.analysis_data import boundary
+from tests.conftest import shared_file
+from tests.test_analysis_colocation import _union_find_clusters
+from tests.test_analysis_flags import _independent_eric_flags
+from tests.test_analysis_pooling import check_scenario
+
+TRAFFORD = "E08000009"
+
+
+def test_eric_flags_run_is_stored_and_read_back(estate: estates.Estate) -> None:
+    load_eric(estate, shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv"))
+    run = run_flags(estate)
+    expected, total_spare = _independent_eric_flags()
+    assert run.summary["flag_counts"] == expected
+    assert run.summary["total_spare_m2"] == pytest.approx(total_spare, rel=1e-9)
+    assert run.summary["sites_assessed"] == 1261 - 176
+    assert run.summary["periods"] == ["2019/20"]
+    assert run.summary["thresholds"]["underused_space_max_pct"] == 2.5
+
+    stored = load_run(estate, run.run_id)
+    assert stored.kind == "flags"
+    assert stored.code_version == estates.__version__
+    assert stored.parameters == load_settings().to_dict()
+    assert stored.summary["flag_counts"] == expected
+    assert len(stored.sites) == len(run.sites)
+    fresh = run.sites.set_index("site_id")
+    back = stored.sites.set_index("site_id").loc[fresh.index]
+    for name in FLAG_NAMES:
+        assert (back[f"flag_{name}"] == fresh[f"flag_{name}"]).all()
+    assert (back["flag_sentences"] == fresh["flag_sentences"]).all()
+    assert np.allclose(back["spare_m2"].astype(float), fresh["spare_m2"], equal_nan=True)
+    assert latest_run(estate) == run.run_id
+
+
+def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
+    load_postcodes(estate, shared_file("gm_postcodes_boundaries/ukpostcodes.csv"))
+    load_boundaries(
+        estate,
+        shared_file("trafford_council_assets/boundaries/local_authority_district.geojson"),
+        kind="lad",
+    )
+    load_boundaries(
+        estate, shared_file("trafford_council_assets/boundaries/lsoa.geojson"), kind="lsoa"
+    )
+    load_eric(estate, shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv"))
+    load_council(
+        estate, shared_file("trafford_council_assets/trafford_land_and_building_assets.csv")
+    )
+    load_points(
+        estate,
+        shared_file("nhs_tu_asset_mapping/gp_practices_geo.csv"),
+        organisation="gp-practices",
+        sector="nhs",
+    )
+    sites = estate.sites(footprint=TRAFFORD, measures=True)
+    assert sites["sector"].nunique() == 2 and len(sites) > 300
+
+    # Co-location at 800 m against brute force + union-find on the same sites.
+    coloc = run_colocation(estate, footprint=TRAFFORD, distance_m=800.0)
+    located = sites[sites.geometry.notna() & ~sites["non_geographic"]]
+    expected = _union_find_clusters(
+        shapely.get_coordinates(np.asarray(located.geometry.values, dtype=object)),
+        located["organisation_code"].tolist(),
+        located["site_id"].astype(int).tolist(),
+        800.0,
+    )
+    assert {frozenset(c) for c in coloc.clusters["site_ids"]} == expected
+    assert coloc.summary["cluster_count"] == len(expected)
+    stored = load_run(estate, coloc.run_id)
+    clusters = stored.layers["clusters"]
+    assert len(clusters) == len(expected)
+    assert {frozenset(c) for c in clusters["site_ids"]} == expected
+    assert clusters.crs.to_epsg() == 27700
+    assert (clusters.geom_type == "Polygon").all()
+    assert str(stored.sites["cluster_id"].dtype) == "Int64"
+
+    # Pooling: the checker on the scenario, and the stored layers read back whole.
+    settings = load_settings()
+    pool = run_pooling(estate, footprint=TRAFFORD, settings=settings)
+    check_scenario(pool.scenario, sites, settings, settings.max_distance_m)
+    district = boundary("trafford_council_assets/boundaries/local_authority_district.geojson")
+    lsoa = boundary("trafford_council_assets/boundaries/lsoa.geojson")
+    inside = int(district.geometry.iloc[0].covers(lsoa.geometry.centroid).sum())
+    assert pool.summary["access_areas"].startswith(f"{inside} LSOA areas")
+    assert pool.access["code"].nunique() == inside
+    assert pool.summary["sites_released"] >= int((sites["occupancy"] == "vacant").sum()) - 1
+    back = load_run(estate, pool.run_id)
+    assert len(back.layers.get("access", [])) == len(pool.access)
+    assert len(back.layers.get("flows", [])) == len(pool.flows)
+    roles = back.sites.set_index("site_id")["role"]
+    assert (roles.loc[pool.sites["site_id"]].to_numpy() == pool.sites["role"].to_numpy()).all()
+    assert back.summary["running_cost_saved_gbp"] == pytest.approx(
+        pool.summary["running_cost_saved_gbp"]
+    )
+
+    sens = run_sensitivity(estate, footprint=TRAFFORD)
+    assert sens.summary["sites"] == len(sites)
+    assert load_run(estate, sens.run_id).kind == "sensitivity"
+
+
+def test_unknown_footprint_and_run_say_what_exists(estate: estates.Estate) -> None:
+    with pytest.raises(estates.NotFoundError, match="footprint 'E99999999' has no sites"):
+        run_flags(estate, footprint="E99999999")
+    with pytest.raises(estates.NotFoundError, match="analysis run 12345 does not exist"):
+        load_run(estate, 12345)
+    with pytest.raises(LookupError, match="no analysis run"):
+        latest_run(estate)
