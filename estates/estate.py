@@ -235,9 +235,18 @@ class Estate:
             return maintenance.check(connection)
 
     def undo(self, batch_id: int) -> dict[str, int]:
-        """Restore the sites a load batch touched to their state before it."""
+        """Restore the sites and measures a load batch touched to their state before it.
+
+        Restored sites are put back in the footprints that contain their old position.
+        """
+        from estates.ingest.footprints import assign_footprints
+
         with self.write() as connection:
-            return maintenance.undo_batch(connection, batch_id)
+            result = maintenance.undo_batch(connection, batch_id)
+            restored = result.pop("restored_site_ids")
+            if restored:
+                assign_footprints(connection, site_ids=restored)
+            return result
 
     def batches(self) -> pd.DataFrame:
         """Every load batch, newest first."""

@@ -12,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import shapely
 from click.testing import CliRunner
@@ -90,13 +91,16 @@ def test_undo_restores_previous_state(estate: estates.Estate) -> None:
     second.loc[second.index[5], "geometry"] = shapely.Point(390_000, 395_000)
     extra = demo_sites(seed=9, n_sites=10)
     extra["source_key"] = [f"extra:{i}" for i in range(10)]
-    import pandas as pd
-
     combined = pd.concat([second, extra], ignore_index=True)
     batch_id = load_frame(estate, combined, "v2")
     assert len(estate.sites()) == 50
     changes = estate.undo(batch_id)
-    assert changes == {"sites_removed": 10, "sites_restored": 6}
+    assert changes == {
+        "sites_removed": 10,
+        "sites_restored": 6,
+        "measures_removed": 0,
+        "measures_restored": 0,
+    }
     after = estate.sites().set_index("source_key")
     assert len(after) == 40
     cols = ["gia_m2", "name", "organisation_code"]
@@ -218,3 +222,60 @@ def test_postgis_concurrent_writers_no_duplicates(postgis_url: str) -> None:
     assert len(sites) == 400
     assert int(batches["inserted"].sum()) == 400
     assert estate.check().ok
+
+
+def test_undo_of_an_eric_reload_restores_measures_and_footprints(
+    estate: estates.Estate, tmp_path: Path
+) -> None:
+    """Load real ERIC rows, reload an edited copy, undo it: figures and districts come back."""
+    import csv
+
+    from estates.ingest import load_boundaries, load_eric, load_postcodes
+    from tests.conftest import shared_file
+
+    source = shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv")
+    with open(source, encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header, body = rows[0], [r for r in rows[1:] if r[0] in ("R0A", "RM3")]
+    lookup = tmp_path / "postcodes.csv"
+    with open(shared_file("gm_postcodes_boundaries/ukpostcodes.csv"), encoding="utf-8") as handle:
+        wanted = {" ".join(r[header.index("Post Code")].split()) for r in body}
+        lines = [line for n, line in enumerate(handle) if n == 0 or line.split(",")[1] in wanted]
+    lookup.write_text("".join(lines))
+    load_postcodes(estate, lookup)
+    load_boundaries(estate, shared_file("gm_postcodes_boundaries/GM_LADS.geojson"), kind="lad")
+
+    def write(path: Path, data: list[list[str]]) -> Path:
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows([header, *data])
+        return path
+
+    load_eric(estate, write(tmp_path / "ERIC_201920_v1.csv", body), period="2019/20")
+    before_sites = estate.sites(measures=True).set_index("source_key").sort_index()
+    before = table_checksums(estate)
+    edited = [list(r) for r in body]
+    empty = header.index("Floor area - empty (%)")
+    postcode = header.index("Post Code")
+    moved = next(
+        i for i, r in enumerate(edited) if r[postcode].strip() and not r[4].endswith("ORS")
+    )
+    other = next(
+        r[postcode]
+        for r in edited
+        if r[postcode].strip()
+        and " ".join(r[postcode].split()) != " ".join(edited[moved][postcode].split())
+    )
+    edited[moved][postcode] = other
+    for r in edited[:5]:
+        r[empty] = "42"
+    report = load_eric(estate, write(tmp_path / "ERIC_201920_v2.csv", edited), period="2019/20")
+    assert report.updated >= 5
+    assert estate.sites(measures=True)["empty_pct"].eq(42).sum() >= 4
+    estate.undo(report.batch_id)
+    after_sites = estate.sites(measures=True).set_index("source_key").sort_index()
+    columns = ["empty_pct", "postcode", "lad_code", "gia_m2"]
+    pd.testing.assert_frame_equal(after_sites[columns], before_sites[columns])
+    assert list(after_sites.geometry.to_wkt()) == list(before_sites.geometry.to_wkt())
+    now = table_checksums(estate)
+    for table in ("site", "site_measure", "site_footprint", "organisation", "postcode"):
+        assert now[table] == before[table], table

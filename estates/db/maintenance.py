@@ -166,7 +166,7 @@ def repair_rtrees(connection: Connection) -> int:
 # --- undo ------------------------------------------------------------------------------
 
 
-def undo_batch(connection: Connection, batch_id: int) -> dict[str, int]:
+def undo_batch(connection: Connection, batch_id: int) -> dict[str, Any]:
     """Restore the sites a load batch touched to their state before it.
 
     Refused when a later batch (not undone) changed any of the same sites: undo that one
@@ -200,6 +200,15 @@ def undo_batch(connection: Connection, batch_id: int) -> dict[str, int]:
         )
     inserted = [int(c.site_id) for c in changes if c.action == "insert"]
     updated = [c for c in changes if c.action == "update"]
+    measures_added = [int(c.site_id) for c in changes if c.action == "measure_insert"]
+    measures_changed = [c for c in changes if c.action == "measure_update"]
+    if measures_added:
+        connection.execute(
+            text("DELETE FROM site_measure WHERE site_id = :s AND batch_id = :b"),
+            [{"s": s, "b": batch_id} for s in measures_added],
+        )
+    for change in measures_changed:
+        _restore_measure(connection, int(change.site_id), _json(change.before))
     for start in range(0, len(inserted), 5000):
         chunk = inserted[start : start + 5000]
         params = {f"i{n}": v for n, v in enumerate(chunk)}
@@ -208,8 +217,7 @@ def undo_batch(connection: Connection, batch_id: int) -> dict[str, int]:
             connection.execute(text(f"DELETE FROM {table} WHERE site_id IN ({marks})"), params)
         connection.execute(text(f"DELETE FROM site WHERE id IN ({marks})"), params)
     for change in updated:
-        before = change.before if isinstance(change.before, dict) else json.loads(change.before)
-        _restore_site(connection, int(change.site_id), before)
+        _restore_site(connection, int(change.site_id), _json(change.before))
     connection.execute(
         text(
             "DELETE FROM site_measure WHERE batch_id = :id AND site_id NOT IN (SELECT id FROM site)"
@@ -219,7 +227,30 @@ def undo_batch(connection: Connection, batch_id: int) -> dict[str, int]:
     connection.execute(
         text("UPDATE load_batch SET status = 'undone' WHERE id = :id"), {"id": batch_id}
     )
-    return {"sites_removed": len(inserted), "sites_restored": len(updated)}
+    return {
+        "sites_removed": len(inserted),
+        "sites_restored": len(updated),
+        "measures_removed": len(measures_added),
+        "measures_restored": len(measures_changed),
+        "restored_site_ids": [int(c.site_id) for c in updated],
+    }
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _restore_measure(connection: Connection, site_id: int, before: dict[str, Any]) -> None:
+    fields = [*store.MEASURE_FIELDS, "raw", "batch_id"]
+    values = {f: before.get(f) for f in fields}
+    values["raw"] = store.json_text(values["raw"])
+    connection.execute(
+        text(
+            f"UPDATE site_measure SET {', '.join(f'{f} = :{f}' for f in fields)} "
+            "WHERE site_id = :site_id AND period = :period"
+        ),
+        {**values, "site_id": site_id, "period": before["period"]},
+    )
 
 
 def _restore_site(connection: Connection, site_id: int, before: dict[str, Any]) -> None:

@@ -56,7 +56,7 @@ def read_period(connection: Connection, period: str) -> dict[int, dict[str, Any]
     """Existing measures of one period, by site id (with ``id`` and parsed ``raw``)."""
     result = connection.execute(
         text(
-            f"SELECT id, site_id, {', '.join(MEASURE_FIELDS)}, raw FROM site_measure WHERE period = :p"
+            f"SELECT id, site_id, {', '.join(MEASURE_FIELDS)}, raw, batch_id FROM site_measure WHERE period = :p"
         ),
         {"p": period},
     )
@@ -108,7 +108,12 @@ def write_measures(
             continue
         result.updated.append(site_id)
         changed_rows.append(row)
-        before = {"period": period, **{f: _plain(old[f]) for f in MEASURE_FIELDS}}
+        before = {
+            "period": period,
+            **{f: _plain(old[f]) for f in MEASURE_FIELDS},
+            "raw": old["raw"],
+            "batch_id": _plain(old.get("batch_id")),
+        }
         changes.append(
             {
                 "b": batch_id,
