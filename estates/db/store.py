@@ -441,6 +441,16 @@ def _decode(connection: Connection, values: list[Any]) -> np.ndarray:
     )
 
 
+def result_frame(result: Any) -> pd.DataFrame:
+    """A query result as a DataFrame, built column-wise (row objects are slow to unpack)."""
+    keys = list(result.keys())
+    rows = result.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(keys)
+    return pd.DataFrame(
+        {k: pd.Series(list(c), dtype=object) for k, c in zip(keys, columns, strict=True)}
+    )
+
+
 def read_sites(
     connection: Connection,
     *,
@@ -480,15 +490,15 @@ def read_sites(
         f"FROM site s JOIN organisation o ON o.id = s.organisation_id "
         f"WHERE {' AND '.join(where)} ORDER BY s.id"
     )
-    result = connection.execute(text(sql), params)
-    frame = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    frame = result_frame(connection.execute(text(sql), params))
     geoms = _decode(connection, frame.pop("geom").tolist())
+    frame = frame.infer_objects()
+    frame["site_id"] = frame["site_id"].astype("int64")
     frame["non_geographic"] = frame["non_geographic"].astype(bool)
     for column in _FLOAT_FIELDS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    footprints = pd.DataFrame(
-        connection.execute(text("SELECT site_id, kind, code FROM site_footprint")).fetchall(),
-        columns=["site_id", "kind", "code"],
+    footprints = result_frame(
+        connection.execute(text("SELECT site_id, kind, code FROM site_footprint"))
     )
     if not footprints.empty:
         wide = footprints.pivot(index="site_id", columns="kind", values="code")
@@ -520,7 +530,8 @@ def read_measures(connection: Connection, period: str | None = None) -> pd.DataF
     else:
         sql = f"SELECT site_id, period, {columns} FROM site_measure WHERE period = :period"
         result = connection.execute(text(sql), {"period": period})
-    frame = pd.DataFrame(result.fetchall(), columns=["site_id", "period", *MEASURE_FIELDS])
+    frame = result_frame(result)
+    frame["site_id"] = frame["site_id"].astype("int64")
     for column in MEASURE_FIELDS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
