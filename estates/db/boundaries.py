@@ -13,9 +13,14 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from estates.db import geopackage
-from estates.db.store import is_sqlite
-from estates.settings import WORKING_CRS, WORKING_EPSG
+from estates.db.store import (
+    decode_geometries,
+    encode_geometries,
+    geom_param,
+    geom_select,
+    is_sqlite,
+)
+from estates.settings import WORKING_CRS
 
 
 @dataclass
@@ -25,28 +30,6 @@ class BoundaryWrite:
     inserted: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-
-
-def _geom_param(connection: Connection) -> str:
-    return ":geom" if is_sqlite(connection) else f"ST_GeomFromWKB(:geom, {WORKING_EPSG})"
-
-
-def _encode(connection: Connection, geoms: np.ndarray) -> list[Any]:
-    if is_sqlite(connection):
-        return geopackage.encode(geoms, WORKING_EPSG)
-    return [None if g is None else bytes(g) for g in shapely.to_wkb(geoms, flavor="iso")]
-
-
-def _decode(connection: Connection, values: Sequence[Any]) -> np.ndarray:
-    if is_sqlite(connection):
-        return geopackage.decode(values)
-    return shapely.from_wkb(
-        np.asarray([None if v is None else bytes(v) for v in values], dtype=object)
-    )
-
-
-def _geom_select(connection: Connection, column: str = "geom") -> str:
-    return column if is_sqlite(connection) else f"ST_AsBinary({column})"
 
 
 def write_boundaries(
@@ -67,7 +50,7 @@ def write_boundaries(
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    encoded = _encode(connection, geoms)
+    encoded = encode_geometries(connection, geoms)
     for code, name, geom, blob in zip(frame["code"], frame["name"], geoms, encoded, strict=True):
         row = {"kind": kind, "code": code, "name": name, "batch_id": batch_id, "geom": blob}
         if code not in old:
@@ -81,7 +64,7 @@ def write_boundaries(
         else:
             result.updated.append(code)
             changed_rows.append(row)
-    param = _geom_param(connection)
+    param = geom_param(connection)
     if new_rows:
         connection.execute(
             text(
@@ -120,7 +103,7 @@ def read_boundaries(
         params.update({f"c{n}": c for n, c in enumerate(codes)})
     result = connection.execute(
         text(
-            f"SELECT code, name, kind, batch_id, {_geom_select(connection)} AS geom FROM boundary "
+            f"SELECT code, name, kind, batch_id, {geom_select(connection)} AS geom FROM boundary "
             f"WHERE {' AND '.join(where)} ORDER BY kind, code"
         ),
         params,
@@ -128,7 +111,7 @@ def read_boundaries(
     rows = result.fetchall()
     frame = pd.DataFrame(rows, columns=["code", "name", "kind", "batch_id", "geom"])
     geoms = (
-        _decode(connection, frame.pop("geom").tolist())
+        decode_geometries(connection, frame.pop("geom").tolist())
         if len(frame)
         else np.array([], dtype=object)
     )
@@ -147,7 +130,7 @@ def read_site_points(
     connection: Connection, site_ids: Sequence[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, point geometries) of located sites, all of them or the given ones."""
-    geom = _geom_select(connection)
+    geom = geom_select(connection)
     if site_ids is not None and not is_sqlite(connection):
         rows = list(
             connection.execute(
@@ -172,7 +155,7 @@ def read_site_points(
         keep = np.isin(ids_out, np.asarray(list(site_ids), dtype=np.int64))
         ids_out = ids_out[keep]
         blobs = [b for b, k in zip(blobs, keep, strict=True) if k]
-    return ids_out, _decode(connection, blobs)
+    return ids_out, decode_geometries(connection, blobs)
 
 
 def _delete_footprints(connection: Connection, ids: list[int], kind: str | None) -> None:

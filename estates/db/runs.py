@@ -19,15 +19,18 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection
 
-from estates.db import geopackage
-from estates.db.store import is_sqlite
+from estates.db.store import (
+    decode_geometries,
+    encode_geometries,
+    geom_param,
+    is_sqlite,
+)
 from estates.db.types import Timestamp
 from estates.errors import NotFoundError
-from estates.settings import WORKING_CRS, WORKING_EPSG
+from estates.settings import WORKING_CRS
 
 RUN_KINDS = ("flags", "colocation", "pool", "sensitivity")
 
@@ -94,24 +97,6 @@ def _json_load(value: Any) -> Any:
     if value is None or not isinstance(value, str | bytes):
         return value
     return json.loads(value)
-
-
-def _geom_param(connection: Connection) -> str:
-    return ":geom" if is_sqlite(connection) else f"ST_GeomFromWKB(:geom, {WORKING_EPSG})"
-
-
-def _encode(connection: Connection, geoms: np.ndarray) -> list[Any]:
-    if is_sqlite(connection):
-        return geopackage.encode(geoms, WORKING_EPSG)
-    return [None if g is None else bytes(g) for g in shapely.to_wkb(geoms, flavor="iso")]
-
-
-def _decode(connection: Connection, values: Sequence[Any]) -> np.ndarray:
-    if is_sqlite(connection):
-        return geopackage.decode(values)
-    return shapely.from_wkb(
-        np.asarray([None if v is None else bytes(v) for v in values], dtype=object)
-    )
 
 
 def create_run(
@@ -219,7 +204,7 @@ def write_features(
         if key_column
         else [str(i) for i in range(len(frame))]
     )
-    encoded = _encode(connection, geoms)
+    encoded = encode_geometries(connection, geoms)
     rows = [
         {"run_id": run_id, "layer": layer, "key": key, "values": _json_dump(record), "geom": geom}
         for key, record, geom in zip(keys, records, encoded, strict=True)
@@ -228,7 +213,7 @@ def write_features(
         text(
             'INSERT INTO analysis_feature (run_id, layer, key, "values", geom) VALUES '
             f"(:run_id, :layer, :key, {_json_param(connection, 'values')}, "
-            f"{_geom_param(connection)})"
+            f"{geom_param(connection)})"
         ),
         rows,
     )
@@ -316,7 +301,7 @@ def read_features(
     for name in dict.fromkeys(r[0] for r in rows):
         part = [r for r in rows if r[0] == name]
         values = pd.DataFrame([_json_load(r[2]) or {} for r in part])
-        geoms = _decode(connection, [r[3] for r in part])
+        geoms = decode_geometries(connection, [r[3] for r in part])
         out[name] = gpd.GeoDataFrame(
             values, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS, index=values.index)
         )

@@ -413,7 +413,7 @@ def _record_changes(
 def read_site_rows(connection: Connection, ids: Iterable[int]) -> pd.DataFrame:
     """The stored rows of some sites (geometry as WKT), for change records and undo."""
     id_list = [int(i) for i in ids]
-    geom_sql = "geom" if is_sqlite(connection) else "ST_AsBinary(geom)"
+    geom_sql = geom_select(connection)
     frames = []
     for start in range(0, len(id_list), 5000):
         chunk = id_list[start : start + 5000]
@@ -428,12 +428,30 @@ def read_site_rows(connection: Connection, ids: Iterable[int]) -> pd.DataFrame:
         )
         frames.append(pd.DataFrame(result.fetchall(), columns=list(result.keys())))
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["id", "geom"])
-    geoms = _decode(connection, frame["geom"].tolist())
+    geoms = decode_geometries(connection, frame["geom"].tolist())
     frame["geom_wkt"] = [None if g is None else g.wkt for g in geoms]
     return frame.drop(columns=["geom"])
 
 
-def _decode(connection: Connection, values: list[Any]) -> np.ndarray:
+def geom_param(connection: Connection, name: str = "geom") -> str:
+    """The SQL that turns a bound geometry parameter (from :func:`encode_geometries`) into a geometry."""
+    return f":{name}" if is_sqlite(connection) else f"ST_GeomFromWKB(:{name}, {WORKING_EPSG})"
+
+
+def geom_select(connection: Connection, column: str = "geom") -> str:
+    """The SQL that selects a geometry column as bytes :func:`decode_geometries` reads."""
+    return column if is_sqlite(connection) else f"ST_AsBinary({column})"
+
+
+def encode_geometries(connection: Connection, geoms: np.ndarray) -> list[Any]:
+    """Shapely geometries as bound parameters: GeoPackage binary, or ISO WKB for PostGIS."""
+    if is_sqlite(connection):
+        return geopackage.encode(geoms, WORKING_EPSG)
+    return [None if g is None else bytes(g) for g in shapely.to_wkb(geoms, flavor="iso")]
+
+
+def decode_geometries(connection: Connection, values: Sequence[Any]) -> np.ndarray:
+    """Selected geometry values (see :func:`geom_select`) back to shapely."""
     if is_sqlite(connection):
         return geopackage.decode(values)
     return shapely.from_wkb(
@@ -467,7 +485,7 @@ def read_sites(
     joined as columns (plus ``period``); without a period, each site's latest period.
     Sites with no measures keep NaN there.
     """
-    geom_sql = "s.geom" if is_sqlite(connection) else "ST_AsBinary(s.geom)"
+    geom_sql = geom_select(connection, "s.geom")
     where = ["1 = 1"]
     params: dict[str, Any] = {}
     if footprint is not None:
@@ -491,7 +509,7 @@ def read_sites(
         f"WHERE {' AND '.join(where)} ORDER BY s.id"
     )
     frame = result_frame(connection.execute(text(sql), params))
-    geoms = _decode(connection, frame.pop("geom").tolist())
+    geoms = decode_geometries(connection, frame.pop("geom").tolist())
     frame = frame.infer_objects()
     frame["site_id"] = frame["site_id"].astype("int64")
     frame["non_geographic"] = frame["non_geographic"].astype(bool)
