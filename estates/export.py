@@ -133,7 +133,9 @@ def export_run(
         pyogrio.write_dataframe(frame.to_crs("EPSG:4326"), target, driver="GeoJSON")
     else:
         table = _csv_table(frame)
-        table.to_csv(target, index=False, encoding="utf-8")
+        # CRLF line ends (RFC 4180): the csv module then quotes any cell holding a bare
+        # carriage return, which would otherwise split the row in every CSV reader.
+        table.to_csv(target, index=False, encoding="utf-8", lineterminator="\r\n")
     log.info("exported layer %s of run %d to %s (%d rows)", layer, run.run_id, target, len(frame))
     return {"path": str(target), "run_id": run.run_id, "layers": {layer: len(frame)}}
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 DATABASE_URL_ENV = "ESTATES_DATABASE_URL"
 BUSY_TIMEOUT_ENV = "ESTATES_BUSY_TIMEOUT"
@@ -31,7 +32,27 @@ def resolve_database_url(url_or_path: str | os.PathLike[str] | None = None) -> s
         return "sqlite:///" + str(Path(text).expanduser().resolve())
     if text.startswith(("postgresql://", "postgres://")):
         text = "postgresql+psycopg://" + text.split("://", 1)[1]
+    _check_url(text)
     return text
+
+
+def _check_url(text: str) -> None:
+    """Refuse a URL that cannot be read, or would be misread, without ever echoing it:
+    its password could be in the part that was misread."""
+    from estates.errors import ConfigurationError
+
+    where = "the database URL (--db or ESTATES_DATABASE_URL)"
+    if text.split("://", 1)[1].split("/", 1)[0].count("@") > 1:
+        raise ConfigurationError(
+            f"{where} has more than one '@' before the host name: write an '@' inside the "
+            "user name or password as %40"
+        )
+    try:
+        make_url(text)
+    except (ValueError, ArgumentError) as error:
+        raise ConfigurationError(
+            f"{where} cannot be read: {redact(str(error))}; check its host, port and database name"
+        ) from None
 
 
 def busy_timeout_seconds() -> float:

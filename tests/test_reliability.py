@@ -279,3 +279,194 @@ def test_undo_of_an_eric_reload_restores_measures_and_footprints(
     now = table_checksums(estate)
     for table in ("site", "site_measure", "site_footprint", "organisation", "postcode"):
         assert now[table] == before[table], table
+
+
+# -- real `estates load` processes: SIGKILL part-way, and four loaders at once -------------
+
+KILL_ORG = "Killtest Borough Council"
+_LGA = [
+    "OrganisationLabel",
+    "AssetCode",
+    "PropertyName",
+    "PostCode",
+    "CoordinateReferenceSystem",
+    "GeoX",
+    "GeoY",
+    "TenureDetail",
+    "BuildingSize",
+]
+
+
+def write_council_csv(path: Path, first: int, n: int, seed: int) -> dict[str, float]:
+    """An LGTC register (LGA columns, WGS84 GeoX/GeoY in Greater Manchester) of assets
+    ``K<first>`` .. ``K<first + n - 1>``; returns each source key's BuildingSize."""
+    import csv
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lon = rng.uniform(-2.45, -2.05, n)
+    lat = rng.uniform(53.35, 53.6, n)
+    size = np.round(rng.uniform(50, 5_000, n), 2)
+    codes = [f"K{first + i:07d}" for i in range(n)]
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(_LGA)
+        for i, code in enumerate(codes):
+            writer.writerow(
+                [
+                    KILL_ORG,
+                    code,
+                    f"Asset {code}",
+                    "M1 1AA",
+                    "WGS84",
+                    f"{lon[i]:.6f}",
+                    f"{lat[i]:.6f}",
+                    "Vacant" if i % 13 == 0 else "Owner Occupied",
+                    f"{size[i]:.2f}",
+                ]
+            )
+    return {
+        f"lgtc:killtest-borough-council:{c}": float(s) for c, s in zip(codes, size, strict=True)
+    }
+
+
+def _cli_process(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "estates", "--db", url, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _write_state(url: str) -> tuple[bool, bool]:
+    """(a load's write transaction is open, it is writing sites right now).
+
+    GeoPackage: the rollback journal exists while the transaction is open, and passes
+    64 KiB once the bulk insert rewrites the site table's index pages. PostGIS: a session
+    of this database holds the estate's advisory write lock, and is running the bulk
+    ``COPY site_staging`` / ``INSERT INTO site``.
+    """
+    from sqlalchemy.engine import make_url
+
+    from estates.settings import resolve_database_url
+
+    resolved = make_url(resolve_database_url(url))
+    if resolved.get_backend_name() == "sqlite":
+        journal = Path(f"{resolved.database}-journal")
+        try:
+            size = journal.stat().st_size
+        except FileNotFoundError:
+            return False, False
+        return True, size >= 64 * 1024
+    import psycopg
+
+    conninfo = resolved.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT a.state, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.objid = %s "
+            "AND a.datname = current_database()",
+            (store.PG_WRITE_LOCK,),
+        ).fetchall()
+    writing = any(
+        state == "active" and query.startswith(("INSERT INTO site ", "COPY site_staging"))
+        for state, query in rows
+    )
+    return bool(rows), writing
+
+
+@pytest.mark.slow
+def test_sigkill_of_a_real_cli_load_keeps_the_last_completed_load(
+    db_url: str, tmp_path: Path
+) -> None:
+    """``estates load council`` of 200,000 rows killed with SIGKILL while it writes: the
+    database opens, ``estates check`` passes and every table equals the state after the
+    previous completed load (the interrupted batch left no row anywhere)."""
+    from tests.ingest_data import snapshot
+
+    small = tmp_path / "register_v1.csv"
+    write_council_csv(small, 0, 2_000, seed=1)
+    first = _cli_process(db_url, "load", "council", str(small), "--json")
+    _out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    with estates.connect(db_url) as estate:
+        before = snapshot(estate)
+    assert before["site"][0] == 2_000
+    big = tmp_path / "register_v2.csv"
+    write_council_csv(big, 0, 200_000, seed=2)  # the same 2,000 assets changed, and more
+    proc = _cli_process(db_url, "load", "council", str(big), "--no-progress")
+    try:
+        deadline = time.monotonic() + 240
+        while not _write_state(db_url)[1]:  # wait until it is part-way through the sites
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the load never started writing sites"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGSTOP)
+        # Frozen: if its transaction is still open it has not committed; kill it there.
+        assert _write_state(db_url)[0], "the load committed before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    check = subprocess.run(
+        [sys.executable, "-m", "estates", "--db", db_url, "check", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert json.loads(check.stdout)["ok"] is True
+    with estates.connect(db_url) as estate:
+        assert snapshot(estate) == before
+        assert list(estate.batches()["status"]) == ["complete"]
+
+
+def test_four_concurrent_cli_loads_of_overlapping_registers(db_url: str, tmp_path: Path) -> None:
+    """Four ``estates load council`` processes at once on files that share asset codes:
+    no duplicate site, four complete batches, each asset inserted exactly once, and each
+    asset holds the figures of the last batch that wrote it. On PostGIS the writers queue
+    on the estate's advisory lock; on the GeoPackage on SQLite's lock, within
+    ``ESTATES_BUSY_TIMEOUT`` (set generously here)."""
+    estates.connect(db_url).close()  # schema first, so the writers do not race to create it
+    files = {}
+    for i in range(4):  # K0..K4999, K2500..K7499, ...: each file shares half its assets
+        path = tmp_path / f"register_{i}.csv"
+        files[str(path)] = write_council_csv(path, i * 2_500, 5_000, seed=10 + i)
+    procs = [
+        _cli_process(db_url, "load", "council", path, "--json", env={"ESTATES_BUSY_TIMEOUT": "300"})
+        for path in files
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        report = json.loads(out)
+        assert (
+            report["rows_read"]
+            == 5_000
+            == report["inserted"] + report["updated"] + report["unchanged"] + report["rejected"]
+        )
+    with estates.connect(db_url) as estate:
+        sites = estate.sites()
+        batches = estate.batches().sort_values("id")
+        assert estate.check().ok
+    assert sites["source_key"].is_unique
+    expected_keys = set().union(*(set(sizes) for sizes in files.values()))
+    assert set(sites["source_key"]) == expected_keys and len(sites) == 12_500
+    assert list(batches["status"]) == ["complete"] * 4
+    assert sorted(batches["file_name"]) == sorted(files)
+    assert int(batches["inserted"].sum()) == 12_500
+    assert (batches["rows_read"] == 5_000).all() and int(batches["rejected"].sum()) == 0
+    assert int((batches["inserted"] + batches["updated"] + batches["unchanged"]).sum()) == 20_000
+    # Batches commit one after another, in id order: the last one to write an asset wins.
+    final: dict[str, float] = {}
+    for name in batches["file_name"]:
+        final.update(files[name])
+    stored = sites.set_index("source_key")["gia_m2"]
+    assert stored.round(2).to_dict() == final

@@ -153,6 +153,34 @@ def parse_numbers(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarra
     return numbers, bad
 
 
+#: Plausible ranges of the figures loaders store; a value outside one is a typo, not a site.
+PERCENT_RANGE = (0.0, 100.0)
+#: Floor area of one site: the largest NHS site in ERIC 2019/20 has 292,119 m².
+FLOOR_AREA_M2_RANGE = (0.0, 1_000_000.0)
+#: Land area of one site (100,000 ha is 1,000 km², bigger than most districts).
+LAND_HA_RANGE = (0.0, 100_000.0)
+
+
+def outside_range(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """True where a number is present and below or above ``bounds`` (NaN is never outside)."""
+    values = np.asarray(values, dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return (values < bounds[0]) | (values > bounds[1])
+
+
+def range_reason(
+    column: str, cell: object, value: float, bounds: tuple[float, float], unit: str
+) -> str:
+    """Why a number cannot be right: negative, or beyond the plausible maximum."""
+    low, high = bounds
+    if value < low:
+        return f"{column} {cell!r} is negative; fix the cell or leave it empty"
+    return (
+        f"{column} {cell!r} is over {high:,.0f} {unit}, which no site can have; fix the cell "
+        "(check its unit) or leave it empty"
+    )
+
+
 def clean_text(values: pd.Series | np.ndarray) -> pd.Series:
     """Trimmed text with empty cells and null tokens as missing (object dtype, None)."""
     tokens = NULL_TOKENS

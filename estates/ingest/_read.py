@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 _SNIFF_BYTES = 1 << 16
 _HEADER_SCAN_LINES = 30
+#: Longest CSV line we read (a 165-column ERIC row is about 3 KB). A longer line means the
+#: file is not a table (or has no line ends), and reading it whole could take any memory.
+MAX_LINE_BYTES = 1 << 20
 
 csv.field_size_limit(1 << 28)
 
@@ -96,8 +100,17 @@ def sniff(path: str | os.PathLike[str]) -> str:
             return "geojson"
         return "json"
     if not head.startswith((b"\xff\xfe", b"\xfe\xff")) and b"\x00" in head:
-        return "binary"
+        return "utf16" if _looks_like_utf16(head) else "binary"
     return "csv"
+
+
+def _looks_like_utf16(head: bytes) -> bool:
+    """Text saved as UTF-16 without a byte-order mark: a NUL beside almost every ASCII byte."""
+    even, odd = head[0::2], head[1::2]
+    for zeros, text in ((odd, even), (even, odd)):
+        if len(zeros) >= 2 and zeros.count(0) >= 0.9 * len(zeros) and 0 not in text[:-1]:
+            return True
+    return False
 
 
 def describe_format(kind: str) -> str:
@@ -107,6 +120,7 @@ def describe_format(kind: str) -> str:
         "gpkg": "a GeoPackage/SQLite database",
         "shapefile": "a shapefile",
         "binary": "a binary file",
+        "utf16": "UTF-16 text with no byte-order mark (re-save it as UTF-8)",
         "geojson": "GeoJSON",
         "topojson": "TopoJSON",
         "json": "JSON that is not GeoJSON",
@@ -197,6 +211,52 @@ def detect_encoding(path: str | os.PathLike[str], declared: str | None = None) -
 # --- CSV -------------------------------------------------------------------------------
 
 
+def check_line_lengths(path: str | os.PathLike[str], limit: int = MAX_LINE_BYTES) -> None:
+    """Fail before parsing when a line is longer than ``limit`` bytes.
+
+    Reads binary chunks of ``limit`` bytes (so a line inside one chunk is never too long)
+    and only looks for line ends: a 100 MB file with no line end costs one pass and no
+    more memory than a chunk.
+    """
+    p = Path(path)
+    run = 0  # bytes since the last line end
+    line = 1
+    with open(p, "rb") as handle:
+        while chunk := handle.read(limit):
+            ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
+            if not ends:
+                run += len(chunk)
+            else:
+                run += min(ends)
+            if run > limit:
+                raise source_error(
+                    p,
+                    f"line {line} is longer than {_size(limit)} with no line end: this "
+                    "is not a CSV table (or its line ends were lost); export the file again",
+                )
+            if ends:
+                line += chunk.count(b"\n") or chunk.count(b"\r")
+                last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
+                run = len(chunk) - last - 1
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / (1 << 20):g} MB" if n_bytes >= 1 << 20 else f"{n_bytes:,} bytes"
+
+
+def delimiter_hint(fields: Sequence[str]) -> str:
+    """A sentence naming the separator a one-field header line really uses, if any."""
+    if len(fields) != 1:
+        return ""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|' characters")):
+        if fields[0].count(separator) >= 2:
+            return (
+                f"; the values are separated by {name}, not commas: save the file as "
+                "comma-separated CSV"
+            )
+    return ""
+
+
 def unique_names(header: Sequence[str]) -> list[str]:
     """Header names made unique: a repeated name gets `` (2)``, `` (3)``... ; blanks get ``column N``."""
     seen: dict[str, int] = {}
@@ -277,6 +337,7 @@ def read_csv_table(
     """
     p = check_file(path)
     require_csv(p, what)
+    check_line_lengths(p)
     enc = detect_encoding(p, encoding)
     with open(p, encoding=enc, newline="") as handle:
         head_lines = list(_take(csv.reader(handle), _HEADER_SCAN_LINES))
@@ -291,7 +352,8 @@ def read_csv_table(
         raise source_error(
             p,
             f"no header row of a {what} found in the first {_HEADER_SCAN_LINES} lines "
-            f"(first line: {', '.join(first[:8]) or 'empty'}){header_hint}",
+            f"(first line: {', '.join(first[:8])[:200] or 'empty'})"
+            f"{delimiter_hint(first) or header_hint}",
         )
     header = _clean_header(head_lines[header_index])
     columns = unique_names(header)
@@ -367,6 +429,12 @@ def _read_records(
             good.append(record[:ncols])
             numbers.append(start)
     _check_not_truncated(p, last, ncols)
+    if not good and not bad:
+        raise source_error(
+            p,
+            f"has a header (row {header_line}) but no data rows: nothing to load; check the "
+            "export or download it again",
+        )
     data = list(zip(*good, strict=True)) if good else [()] * ncols
     frame = pd.DataFrame(
         {col: pd.array(values, dtype=object) for col, values in zip(columns, data, strict=True)}
@@ -427,8 +495,10 @@ def read_vector(
 
     p = check_file(path)
     kind = sniff(p)
-    if kind in ("xlsx", "binary", "json", "csv"):
+    if kind in ("xlsx", "binary", "utf16", "json", "csv"):
         raise source_error(p, f"is {describe_format(kind)}, not a {what}")
+    if kind == "topojson" and re.search(rb'"objects"\s*:\s*\{\s*\}', read_head(p)):
+        raise source_error(p, "is a TopoJSON with no objects (no layers): export it again")
     try:
         layers = pyogrio.list_layers(p)
     except (DataSourceError, DataLayerError, OSError) as error:
@@ -436,6 +506,8 @@ def read_vector(
             p, f"cannot be read as {describe_format(kind)}: {_first_line(error)}"
         ) from None
     names = [str(n) for n in layers[:, 0]]
+    if not names:
+        raise source_error(p, f"has no layers: it holds no {what}")
     if layer is None and len(names) > 1 and kind != "topojson":
         raise source_error(
             p, f"has {len(names)} layers ({', '.join(names)}); choose one with --layer"
@@ -444,12 +516,20 @@ def read_vector(
         raise source_error(p, f"has no layer {layer!r}; its layers are {', '.join(names)}")
     chosen = layer or names[0]
     try:
-        frame = pyogrio.read_dataframe(p, layer=chosen)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # A feature whose geometry GEOS cannot build (a ring that does not close) is
+            # read as missing, with GDAL's reason logged, not a crash of the whole file.
+            frame = pyogrio.read_dataframe(p, layer=chosen, on_invalid="warn")
+        for warning in caught:  # GDAL's complaints about single features, as log lines
+            log.warning("%s: %s", p, _first_line(Exception(str(warning.message))))
     except (DataSourceError, DataLayerError, OSError, ValueError) as error:
         raise source_error(
             p,
             f"cannot be read as {describe_format(kind)} (truncated or damaged?): {_first_line(error)}",
         ) from None
+    if len(frame) == 0:
+        raise source_error(p, f"layer {chosen!r} has no features: nothing to load")
     if frame.crs is None:
         if kind == "topojson" and _topojson_is_lonlat(p, frame):
             frame = frame.set_crs("EPSG:4326")
@@ -458,7 +538,31 @@ def read_vector(
                 f"{p}: layer {chosen!r} has no coordinate reference system; add one (a .prj "
                 "file for a shapefile) or reproject it with QGIS/ogr2ogr before loading"
             )
+    elif frame.crs.is_geographic and not _within_lonlat(frame):
+        raise CrsError(
+            f"{p}: layer {chosen!r} says its coordinates are longitude/latitude "
+            f"({frame.crs.name}) but they reach {_bounds_text(frame)}, so they are in another "
+            "system (National Grid metres?); GeoJSON must be WGS84: reproject it to EPSG:4326, "
+            "or save it as a GeoPackage with its real CRS"
+        )
     return frame
+
+
+def _within_lonlat(frame: gpd.GeoDataFrame) -> bool:
+    minx, miny, maxx, maxy = frame.total_bounds
+    if not np.isfinite([minx, miny, maxx, maxy]).all():
+        return True  # no coordinates at all: nothing to judge
+    return bool(-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90)
+
+
+def _bounds_text(frame: gpd.GeoDataFrame) -> str:
+    minx, miny, maxx, maxy = frame.total_bounds
+    return f"x {minx:,.0f}..{maxx:,.0f}, y {miny:,.0f}..{maxy:,.0f}"
+
+
+def read_head(p: Path, n_bytes: int = _SNIFF_BYTES) -> bytes:
+    with open(p, "rb") as handle:
+        return handle.read(n_bytes)
 
 
 def _first_line(error: BaseException) -> str:

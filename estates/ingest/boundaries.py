@@ -80,6 +80,13 @@ def find_field(
     return None
 
 
+def _missing(value: Any) -> bool:
+    """None, NaN, NaT or NA (a list or dict property is a value, not missing)."""
+    if isinstance(value, list | tuple | dict | np.ndarray):
+        return False
+    return bool(pd.isna(value))
+
+
 def polygons_27700(frame: gpd.GeoDataFrame) -> np.ndarray:
     """Geometries in EPSG:27700 as valid MultiPolygons (None where no polygon remains)."""
     geoms = np.asarray(frame.to_crs(WORKING_CRS).geometry.values, dtype=object)
@@ -218,6 +225,9 @@ def load_boundaries(
         else pd.Series([None] * len(frame), dtype=object)
     )
     geoms = polygons_27700(frame)
+    raw = np.asarray(frame.geometry.values, dtype=object)
+    present = ~shapely.is_missing(raw)
+    repaired = int((present & ~np.asarray(shapely.is_valid(raw), dtype=bool)).sum())
     rejected = []
     records = None
     for i in range(len(frame)):
@@ -225,14 +235,15 @@ def load_boundaries(
         if codes.iloc[i] is None:
             reason = f"feature has no {code_col}"
         elif geoms[i] is None:
-            reason = "feature has no polygon geometry"
+            reason = "feature has no polygon geometry (missing, empty, unreadable or not a polygon)"
         if reason:
             if records is None:
-                records = (
-                    pd.DataFrame(frame.drop(columns=frame.geometry.name))
-                    .astype(str)
-                    .to_dict("records")
-                )
+                # Missing properties as null: NaN is not JSON, and PostgreSQL refuses it.
+                properties = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+                records = [
+                    {k: None if _missing(v) else str(v) for k, v in record.items()}
+                    for record in properties.to_dict("records")
+                ]
             rejected.append(
                 {"row_number": i + 1, "reason": reason, "column_name": code_col, "raw": records[i]}
             )
@@ -248,7 +259,7 @@ def load_boundaries(
         {"kind": kind, "code_field": code_col, "name_field": name_col, "layer": layer},
         started,
         progress,
-        {"code_field": code_col, "name_field": name_col},
+        {"code_field": code_col, "name_field": name_col, "geometries_repaired": repaired},
     )
 
 

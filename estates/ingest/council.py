@@ -297,7 +297,7 @@ def parse_council(
 
     problems = RowProblems(n)
 
-    def number(field: str, factor: float) -> np.ndarray:
+    def number(field: str, factor: float, bounds: tuple[float, float], unit: str) -> np.ndarray:
         if field not in cols:
             return np.full(n, np.nan)
         values, bad = _parse.parse_numbers(frame[cols[field]])
@@ -308,7 +308,12 @@ def parse_council(
                 "leave it empty",
                 cols[field],
             )
-        return values * factor
+        values = values * factor
+        for i in np.flatnonzero(_parse.outside_range(values, bounds)):
+            cell = frame[cols[field]].iloc[i]
+            reason = _parse.range_reason(cols[field], cell, values[i], bounds, unit)
+            problems.add(i, reason, cols[field])
+        return values
 
     org = text("organisation")
     if default_org:
@@ -358,9 +363,14 @@ def parse_council(
     gia = number(
         "building_size",
         _unit_factor(cols.get("building_size", ""), building_default, BUILDING_UNITS, "building"),
+        _parse.FLOOR_AREA_M2_RANGE,
+        "m²",
     )
     land = number(
-        "land_area", _unit_factor(cols.get("land_area", ""), land_default, LAND_UNITS, "land")
+        "land_area",
+        _unit_factor(cols.get("land_area", ""), land_default, LAND_UNITS, "land"),
+        _parse.LAND_HA_RANGE,
+        "ha",
     )
 
     # Coordinates: each row uses its first pair with any text.

@@ -194,6 +194,14 @@ LAYOUTS: dict[str, EricLayout] = {
     **{p: _layout(p, "2021/22-") for p in ("2021/22", "2022/23", "2023/24")},
 }
 
+#: Plausible range per stored figure (percentages are 0-100 by their ``_pct`` name).
+_RANGES: dict[str, tuple[tuple[float, float], str]] = {
+    "gia_m2": (_parse.FLOOR_AREA_M2_RANGE, "m²"),
+    "occupied_floor_area_m2": (_parse.FLOOR_AREA_M2_RANGE, "m²"),
+    "land_ha": (_parse.LAND_HA_RANGE, "ha"),
+    "land_not_delivering_ha": (_parse.LAND_HA_RANGE, "ha"),
+}
+
 _POOLED_NAME = "OTHER REPORTABLE SITES"
 _POOLED_TYPE = "OTHER REPORTABLE SITE"
 
@@ -258,7 +266,8 @@ def choose_layout(
         period = normalise_period(period)
         if period not in LAYOUTS:
             raise ConfigurationError(
-                f"no ERIC mapping for {period}; supported years: {', '.join(LAYOUTS)}"
+                f"{os.fspath(path)}: no ERIC mapping for {period} (--period); supported years: "
+                f"{', '.join(LAYOUTS)}"
             )
         missing = _missing(LAYOUTS[period], by_key)
         if missing:
@@ -283,6 +292,13 @@ def choose_layout(
             "data CSV, or pass --period"
         )
     named = period_from_name(path)
+    if named is not None and named not in LAYOUTS:
+        raise UnknownLayoutError(
+            f"{os.fspath(path)}: the file name says {named}, a year with no ERIC mapping "
+            f"(supported: {', '.join(LAYOUTS)}); its header fits "
+            f"{', '.join(lay.period for lay in fitting)}: if the file is one of those, pass "
+            f"--period (e.g. --period {fitting[0].period})"
+        )
     for layout in fitting:
         if layout.period == named:
             return layout
@@ -392,6 +408,14 @@ def parse_eric(path: str | os.PathLike[str], period: str | None = None) -> Parse
             numeric[name] = np.full(n, np.nan)
         else:
             numeric[name] = numbers(col)
+            bounds, unit = _RANGES.get(name) or (
+                (_parse.PERCENT_RANGE, "%") if name.endswith("_pct") else (None, "")
+            )
+            if bounds is not None:
+                for i in np.flatnonzero(_parse.outside_range(numeric[name], bounds)):
+                    cell = frame[col].iloc[i]
+                    reason = _parse.range_reason(col, cell, numeric[name][i], bounds, unit)
+                    problems.add(i, reason, col)
 
     def summed(headers: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
         used = []

@@ -267,7 +267,7 @@ def parse_points(
         return ParsedPoints(
             sites, e, n, issues, rejected, len(table.frame) + len(table.bad_rows), cols
         )
-    if kind in ("xlsx", "binary", "json"):
+    if kind in ("xlsx", "binary", "utf16", "json"):
         raise _read.source_error(
             path,
             f"is {_read.describe_format(kind)}; points load from CSV, GeoJSON, GeoPackage or shapefile",

@@ -52,6 +52,13 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 }
 _POSTCODE_LIKE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}$", re.IGNORECASE)
 _CODEPOINT_COLUMNS = 10
+#: Reasons to reject a row whose latitude/longitude are present but unusable. A lookup is
+#: a reference table, so a suspicious pair is rejected rather than guessed at.
+_LATLON_PROBLEMS = {
+    coordinates.SWAPPED: "latitude and longitude are the wrong way round",
+    coordinates.BNG_AS_LONLAT: "the latitude/longitude columns hold National Grid metres",
+    coordinates.NOT_NUMERIC: "latitude or longitude is not a number",
+}
 
 
 @dataclass
@@ -112,16 +119,17 @@ def parse_postcode_file(path: str | os.PathLike[str]) -> PostcodeRows:
             p,
             f"is {_read.describe_format(kind)}, not a CSV postcode lookup (ONSPD, Code-Point Open)",
         )
+    _read.check_line_lengths(p)
     encoding = _read.detect_encoding(p)
     with open(p, encoding=encoding, newline="") as handle:
         head = [row for _, row in zip(range(12), csv.reader(handle), strict=False)]
     layout, header_index = _detect(head)
     if not layout:
-        first = ", ".join(head[0][:8]) if head else "empty"
+        first = ", ".join(head[0][:8])[:200] if head else "empty"
         raise MissingColumnError(
             f"{p}: not a postcode lookup: expected a postcode column (pcds, postcode) with "
             "oseast1m/osnrth1m, easting/northing or latitude/longitude columns, or Code-Point "
-            f"Open rows; first line: {first}"
+            f"Open rows; first line: {first}{_read.delimiter_hint(head[0] if head else [])}"
         )
     if layout == "codepoint":
         names = [f"c{i}" for i in range(_CODEPOINT_COLUMNS)]
@@ -232,6 +240,10 @@ def _finish(
         frame = frame.loc[~blank].reset_index(drop=True)
         numbers = numbers[~blank]
     n = len(frame)
+    if n == 0 and not bad:
+        raise _read.source_error(
+            p, "has no postcode rows: nothing to load; check the export or download it again"
+        )
     postcode, valid = _parse.postcode_parts(frame["postcode"])
     easting = np.full(n, np.nan)
     northing = np.full(n, np.nan)
@@ -246,14 +258,17 @@ def _finish(
         easting[use_grid] = grid.easting[use_grid]
         northing[use_grid] = grid.northing[use_grid]
     need = np.isnan(easting)
+    why = np.full(n, None, dtype=object)  # why a row's latitude/longitude were not used
     if "latitude" in frame and need.any():
-        lat, _ = _parse.parse_numbers(frame["latitude"].to_numpy(dtype=object)[need])
-        lon, _ = _parse.parse_numbers(frame["longitude"].to_numpy(dtype=object)[need])
+        lat, lat_bad = _parse.parse_numbers(frame["latitude"].to_numpy(dtype=object)[need])
+        lon, lon_bad = _parse.parse_numbers(frame["longitude"].to_numpy(dtype=object)[need])
         ll = coordinates.check_coordinates(lon, lat, coordinates.LONLAT)
         ok = ll.status == coordinates.OK
         idx = np.flatnonzero(need)[ok]
         easting[idx] = ll.easting[ok]
         northing[idx] = ll.northing[ok]
+        status = np.where(lat_bad | lon_bad, coordinates.NOT_NUMERIC, ll.status)
+        why[need] = [_LATLON_PROBLEMS.get(s) for s in status]
     has_xy = ~np.isnan(easting)
     duplicate = pd.Series(postcode).where(valid).duplicated(keep="first").to_numpy() & valid
     reject = ~valid | ~has_xy | duplicate
@@ -268,6 +283,8 @@ def _finish(
                 reason = (
                     f"postcode {postcode[i]} repeats row {int(first_row_of.get(postcode[i], 0))}"
                 )
+            elif why[i] is not None:
+                reason = f"{why[i]}; fix the row"
             else:
                 reason = "no usable coordinates (no grid reference, or outside Great Britain)"
             rejected.append({"row_number": int(numbers[i]), "reason": reason, "raw": record})

@@ -100,5 +100,7 @@ def write_sites_file(sites: gpd.GeoDataFrame, path: str | os.PathLike[str]) -> P
     wgs = geoms.to_crs("EPSG:4326")
     table["longitude"] = np.where(located, wgs.x.where(located), np.nan)
     table["latitude"] = np.where(located, wgs.y.where(located), np.nan)
-    neutralise_formulas(table).to_csv(p, index=False)
+    # CRLF line ends (RFC 4180): the csv module then quotes any cell holding a bare
+    # carriage return, which would otherwise split the row in every CSV reader.
+    neutralise_formulas(table).to_csv(p, index=False, lineterminator="\r\n")
     return p
