@@ -37,7 +37,13 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from estates.analysis.measures import DERIVED_COLUMNS, RUNNING_COST_DEFINITION, site_measures
+from estates.analysis.measures import (
+    DERIVED_COLUMNS,
+    RUNNING_COST_DEFINITION,
+    numeric_column,
+    site_measures,
+    text_column,
+)
 from estates.analysis.settings import AnalysisSettings
 
 FLAG_NAMES = (
@@ -74,19 +80,6 @@ def _quantile_words(q: float) -> str:
     if abs(q - 0.5) < 1e-9:
         return "top half"
     return f"top {100 * (1 - q):g}%"
-
-
-def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
-
-
-def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.full(len(frame), None, dtype=object)
-    series = frame[column].astype(object)
-    return series.where(series.notna(), None).to_numpy(dtype=object)
 
 
 def _measured(sites: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -132,36 +125,36 @@ def flag_statuses(
         return status
 
     everywhere = np.ones(n, dtype=bool)
-    gia = _num(sites, "gia_m2")
-    spare_pct = _num(sites, "spare_pct")
+    gia = numeric_column(sites, "gia_m2")
+    spare_pct = numeric_column(sites, "spare_pct")
     ok = ~np.isnan(spare_pct) & (gia > 0)
     with np.errstate(invalid="ignore"):
         over = np.round(spare_pct, _DECIMALS) > settings.underused_space_max_pct
     out["underused_space"] = rule(ok, over, everywhere)
 
-    sector = _text(sites, "sector")
-    occupancy = _text(sites, "occupancy")
+    sector = text_column(sites, "sector")
+    occupancy = text_column(sites, "occupancy")
     council = sector == "council"
     known = np.array([isinstance(v, str) and v.strip() != "" for v in occupancy], dtype=bool)
     vacant = np.array([isinstance(v, str) and "vacant" in v.lower() for v in occupancy])
     out["vacant"] = rule(known, vacant, council)
 
-    land = _num(sites, "land_not_delivering_ha")
+    land = numeric_column(sites, "land_not_delivering_ha")
     with np.errstate(invalid="ignore"):
         surplus = np.round(land, _DECIMALS) > settings.surplus_land_min_ha
     out["surplus_land"] = rule(~np.isnan(land), surplus, everywhere)
 
-    site_type = _text(sites, "site_type")
+    site_type = text_column(sites, "site_type")
     for name, column in PEER_RULES.items():
         table = peer_thresholds(peers, column, settings.peer_quantile)
         table = table[table["n"] >= settings.min_peer_group]
         threshold = pd.Series(site_type).map(table["threshold"]).to_numpy(dtype="float64")
-        value = _num(sites, column)
+        value = numeric_column(sites, column)
         ok = ~np.isnan(value) & ~np.isnan(threshold)
         with np.errstate(invalid="ignore"):
             out[name] = rule(ok, value > threshold, everywhere)
 
-    nfs = _num(sites, "not_functionally_suitable_pct")
+    nfs = numeric_column(sites, "not_functionally_suitable_pct")
     with np.errstate(invalid="ignore"):
         above = np.round(nfs, _DECIMALS) > settings.not_functionally_suitable_max_pct
     out["not_functionally_suitable"] = rule(~np.isnan(nfs), above, everywhere)
@@ -276,8 +269,8 @@ def _peer_missing(
 ) -> list[str]:
     """Why each of these sites cannot be compared with its peers."""
     what = "backlog" if name == "poor_condition" else "running cost"
-    site_types = _text(rows, "site_type")[positions]
-    values = _num(rows, PEER_RULES[name])[positions]
+    site_types = text_column(rows, "site_type")[positions]
+    values = numeric_column(rows, PEER_RULES[name])[positions]
     counts = table["n"].to_dict()
     out = []
     for site_type, value in zip(site_types, values, strict=True):

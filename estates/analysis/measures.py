@@ -43,6 +43,21 @@ DERIVED_COLUMNS = (
 )
 
 
+def numeric_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as float64 (NaN when missing or not a number; all NaN when absent)."""
+    if column not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
+
+
+def text_column(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column as objects with None for missing values (all None when absent)."""
+    if column not in frame:
+        return np.full(len(frame), None, dtype=object)
+    series = frame[column].astype(object)
+    return series.where(series.notna(), None).to_numpy(dtype=object)
+
+
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame:
         return pd.Series(np.nan, index=frame.index, dtype="float64")

@@ -51,7 +51,7 @@ from scipy.sparse.csgraph import connected_components
 
 from estates.analysis.colocation import located_mask
 from estates.analysis.flags import FLAGGED, flag_sites
-from estates.analysis.measures import RISKS
+from estates.analysis.measures import RISKS, numeric_column, text_column
 from estates.analysis.settings import AnalysisSettings
 from estates.db.store import require_working_crs
 from estates.settings import WORKING_CRS
@@ -83,25 +83,12 @@ class _Problem:
     distance: np.ndarray
 
 
-def _num(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64")
-
-
-def _text(frame: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in frame:
-        return np.full(len(frame), None, dtype=object)
-    series = frame[column].astype(object)
-    return series.where(series.notna(), None).to_numpy(dtype=object)
-
-
 def _protection(frame: pd.DataFrame, settings: AnalysisSettings) -> np.ndarray:
     """Why each site must stay open ('' when it need not)."""
     reasons = np.full(len(frame), "", dtype=object)
-    site_type = _text(frame, "site_type")
-    sector = _text(frame, "sector")
-    key = _text(frame, "source_key")
+    site_type = text_column(frame, "site_type")
+    sector = text_column(frame, "sector")
+    key = text_column(frame, "source_key")
     by_type = np.isin(site_type.astype(str), list(settings.protected_site_types))
     by_sector = np.isin(sector.astype(str), list(settings.protected_sectors))
     by_key = np.isin(key.astype(str), list(settings.protected_source_keys))
@@ -118,8 +105,10 @@ def compatible_pairs(
     frame: pd.DataFrame, from_rows: np.ndarray, to_rows: np.ndarray, settings: AnalysisSettings
 ) -> np.ndarray:
     """Whether floor area of each ``from_rows`` site may move to the paired ``to_rows`` site."""
-    sector = _text(frame, "sector").astype(str)
-    groups = np.array([settings.use_group(t) for t in _text(frame, "site_type")], dtype=object)
+    sector = text_column(frame, "sector").astype(str)
+    groups = np.array(
+        [settings.use_group(t) for t in text_column(frame, "site_type")], dtype=object
+    )
     sector_ok = {(a, b) for a, bs in settings.compatible_sectors.items() for b in bs}
     group_ok = {(a, b) for a, bs in settings.group_receivers.items() for b in bs}
     sector_key = pd.Series(sector[from_rows] + "\x1f" + sector[to_rows])
@@ -434,16 +423,16 @@ def pool_footprint(
     protection = _protection(frame, settings)
     protected = protection != ""
 
-    occupied = _num(frame, "occupied_floor_area_m2")
+    occupied = numeric_column(frame, "occupied_floor_area_m2")
     vacant = (
         (frame["flag_vacant"] == FLAGGED).to_numpy()
         if "flag_vacant" in frame
         else np.zeros(n, dtype=bool)
     )
     need = np.where(vacant, 0.0, occupied)
-    running = _num(frame, "running_cost_gbp")
+    running = numeric_column(frame, "running_cost_gbp")
     saving = running - settings.receiving_cost_gbp_per_m2 * np.nan_to_num(need)
-    capacity = settings.receiving_capacity_share * np.nan_to_num(_num(frame, "spare_m2"))
+    capacity = settings.receiving_capacity_share * np.nan_to_num(numeric_column(frame, "spare_m2"))
     capacity[~located] = 0.0
 
     candidate = flagged & located & ~protected & ~non_geo
@@ -528,9 +517,9 @@ def pool_footprint(
 
 def _receipt(frame: pd.DataFrame, settings: AnalysisSettings) -> tuple[np.ndarray, np.ndarray]:
     """Indicative receipt per site and its basis (land / gia / not freehold / unknown)."""
-    land = _num(frame, "land_ha")
-    gia = _num(frame, "gia_m2")
-    tenure = _text(frame, "tenure")
+    land = numeric_column(frame, "land_ha")
+    gia = numeric_column(frame, "gia_m2")
+    tenure = text_column(frame, "tenure")
     freehold = np.array([isinstance(t, str) and "freehold" in t.lower() for t in tenure])
     value = np.where(
         land > 0,
@@ -570,7 +559,7 @@ def _site_results(
 ) -> pd.DataFrame:
     n = len(frame)
     receipt, basis = _receipt(frame, settings)
-    names = _text(frame, "name")
+    names = text_column(frame, "name")
     site_ids = frame["site_id"].to_numpy() if "site_id" in frame else np.arange(n)
     from_rows, to_rows, area, dist = flows
     destinations: dict[int, list[str]] = {}
@@ -580,7 +569,7 @@ def _site_results(
         )
     sources = pd.Series(from_rows).groupby(to_rows).nunique() if len(to_rows) else pd.Series()
     milp_pos = pd.Series(np.arange(len(milp_rows)), index=milp_rows)
-    running = _num(frame, "running_cost_gbp")
+    running = numeric_column(frame, "running_cost_gbp")
     role = np.full(n, "retained", dtype=object)
     reason = np.full(n, "", dtype=object)
     for i in range(n):
@@ -646,9 +635,11 @@ def _site_results(
     out["running_cost_saved_gbp"] = np.where(released, np.nan_to_num(saving), 0.0)
     for risk in RISKS:
         out[f"backlog_avoided_{risk}_gbp"] = np.where(
-            released, np.nan_to_num(_num(frame, f"backlog_{risk}_gbp")), 0.0
+            released, np.nan_to_num(numeric_column(frame, f"backlog_{risk}_gbp")), 0.0
         )
-    out["land_released_ha"] = np.where(released, np.nan_to_num(_num(frame, "land_ha")), 0.0)
+    out["land_released_ha"] = np.where(
+        released, np.nan_to_num(numeric_column(frame, "land_ha")), 0.0
+    )
     out["indicative_receipt_gbp"] = np.where(released, np.nan_to_num(receipt), 0.0)
     out["receipt_basis"] = pd.Series(basis, index=out.index).where(released, None)
     return out
@@ -704,7 +695,7 @@ def _flows(
     distance: np.ndarray,
 ) -> gpd.GeoDataFrame:
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    names = _text(frame, "name")
+    names = text_column(frame, "name")
     ids = frame["site_id"].to_numpy()
     lines = (
         shapely.linestrings(
@@ -747,7 +738,7 @@ def _access(
         return gpd.GeoDataFrame(columns, geometry=gpd.GeoSeries([], crs=WORKING_CRS))
     centroids = shapely.centroid(np.asarray(areas.geometry.values, dtype=object))
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    sector = _text(frame, "sector").astype(str)
+    sector = text_column(frame, "sector").astype(str)
     parts = []
     for name in sorted(set(sector[located])):
         before = _nearest(centroids, geoms[located & (sector == name)])
@@ -809,7 +800,7 @@ def _headline(
         "flagged_not_released": int((frame["role"] == "not_released").sum()),
         "flagged_receiving": int(((frame["role"] == "receiving").to_numpy() & candidate).sum()),
         "not_released_reasons": {str(k): int(v) for k, v in why.items()},
-        "floor_area_released_m2": float(np.nansum(_num(rel, "gia_m2"))),
+        "floor_area_released_m2": float(np.nansum(numeric_column(rel, "gia_m2"))),
         "floor_area_moved_m2": float(flows["floor_area_m2"].sum()),
         "running_cost_saved_gbp": float(rel["running_cost_saved_gbp"].sum()),
         "backlog_avoided_gbp": backlog,
