@@ -13,6 +13,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from estates.db import bulk
 from estates.db.store import (
     decode_geometries,
     encode_geometries,
@@ -200,23 +201,16 @@ def replace_footprints(
         _delete_footprints(connection, [int(i) for i in site_ids], kind)
     if assignments.empty:
         return
-    rows = list(
-        zip(
+    bulk.insert_rows(
+        connection,
+        "site_footprint",
+        ("site_id", "kind", "code"),
+        (
             assignments["site_id"].astype("int64").tolist(),
             [kind] * len(assignments),
             assignments["code"].tolist(),
-            strict=True,
-        )
+        ),
     )
-    if is_sqlite(connection):
-        raw.executemany("INSERT INTO site_footprint (site_id, kind, code) VALUES (?, ?, ?)", rows)
-        return
-    with (
-        raw.cursor() as cursor,
-        cursor.copy("COPY site_footprint (site_id, kind, code) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(row)
 
 
 def clear_footprints(connection: Connection, site_ids: Sequence[int]) -> None:

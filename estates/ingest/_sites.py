@@ -132,10 +132,7 @@ def write_site_frame(
     sites = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS))
     with bulk_write(batch):
         result = store.write_sites(batch.connection, sites, batch.id)
-        touched = [result.site_ids[k] for k in (*result.inserted, *result.updated)]
-        assigned = (
-            footprints.assign_footprints(batch.connection, site_ids=touched) if touched else {}
-        )
+        assigned = _assign_footprints(batch, result, frame["source_key"], geoms)
     batch.counts["inserted"] += len(result.inserted)
     batch.counts["updated"] += len(result.updated)
     batch.counts["unchanged"] += len(result.unchanged)
@@ -151,6 +148,29 @@ def write_site_frame(
         footprints=assigned,
         located_by=frame["located_by"].to_numpy(dtype=object),
     )
+
+
+def _assign_footprints(
+    batch: Batch, result: store.WriteResult, keys: pd.Series, geoms: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Footprints of the sites just inserted (from their points in memory) and moved."""
+    position = pd.Series(np.arange(len(keys)), index=keys.to_numpy())
+    out: dict[str, dict[str, Any]] = {}
+    for changed, new_sites in ((result.inserted, True), (result.updated, False)):
+        if not changed:
+            continue
+        rows = position.loc[changed].to_numpy()
+        done = footprints.assign_footprints(
+            batch.connection,
+            site_ids=[result.site_ids[k] for k in changed],
+            points=geoms[rows],
+            new_sites=new_sites,
+        )
+        for kind, counts in done.items():
+            total = out.setdefault(kind, {"assigned": 0, "outside": 0})
+            total["assigned"] += counts["assigned"]
+            total["outside"] += counts["outside"]
+    return out
 
 
 def coordinate_issues(

@@ -58,18 +58,29 @@ def assign_footprints(
     *,
     site_ids: Sequence[int] | None = None,
     kinds: Sequence[str] | None = None,
+    points: np.ndarray | None = None,
+    new_sites: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Assign located sites (all, or ``site_ids``) to the loaded boundaries of each kind.
 
-    Returns, per kind, how many sites were assigned and how many located sites lie
-    outside every boundary of that kind (counted and logged, never silently dropped).
+    ``points`` (one per id, missing for an unlocated site) saves reading the sites back
+    when the caller has just written them; ``new_sites`` says they have no footprints
+    yet, so there is nothing to delete first. Returns, per kind, how many sites were
+    assigned and how many located sites lie outside every boundary of that kind
+    (counted and logged, never silently dropped).
     """
     all_kinds = db_boundaries.boundary_kinds(connection)
     wanted = [k for k in (kinds or all_kinds) if k in all_kinds]
     if not wanted:
         return {}  # no boundaries loaded: nothing to assign, and no footprints exist
-    ids, points = db_boundaries.read_site_points(connection, site_ids)
-    if site_ids is not None:
+    if points is not None and site_ids is not None:
+        given = np.asarray(site_ids, dtype=np.int64)
+        geoms = np.asarray(points, dtype=object)
+        has_point = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        ids, points = given[has_point], geoms[has_point]
+    else:
+        ids, points = db_boundaries.read_site_points(connection, site_ids)
+    if site_ids is not None and not new_sites:
         located = set(ids.tolist())
         lost = [int(i) for i in site_ids if int(i) not in located]
         if lost:
@@ -80,9 +91,8 @@ def assign_footprints(
         polygons = np.asarray(bounds.geometry.values, dtype=object)
         codes = bounds["code"].to_numpy(dtype=object)
         assigned = assign_points(ids, points, polygons, codes)
-        db_boundaries.replace_footprints(
-            connection, kind, assigned, None if site_ids is None else ids.tolist()
-        )
+        clear: list[int] | None = None if site_ids is None else ids.tolist()
+        db_boundaries.replace_footprints(connection, kind, assigned, [] if new_sites else clear)
         outside = len(ids) - len(assigned)
         if outside:
             log.info("%d located sites lie outside every %s boundary loaded", outside, kind)
