@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from estates.db import bulk
 from estates.db.store import MEASURE_FIELDS, json_text
 
 _CHUNK = 5000
@@ -125,12 +126,8 @@ def write_measures(
         )
     columns = ["site_id", "period", *MEASURE_FIELDS, "raw", "batch_id"]
     if new_rows:
-        connection.execute(
-            text(
-                f"INSERT INTO site_measure ({', '.join(columns)}) "
-                f"VALUES ({', '.join(':' + c for c in columns)})"
-            ),
-            new_rows,
+        bulk.insert_rows(
+            connection, "site_measure", columns, [[row[c] for row in new_rows] for c in columns]
         )
     if changed_rows:
         sets = ", ".join(f"{c} = :{c}" for c in columns if c not in ("site_id", "period"))
@@ -139,11 +136,10 @@ def write_measures(
             changed_rows,
         )
     if changes and batch_id is not None:
-        connection.execute(
-            text(
-                "INSERT INTO site_change (batch_id, site_id, action, changed_fields, before) "
-                "VALUES (:b, :s, :a, :f, :before)"
-            ),
-            changes,
+        bulk.insert_rows(
+            connection,
+            "site_change",
+            ("batch_id", "site_id", "action", "changed_fields", "before"),
+            [[change[k] for change in changes] for k in ("b", "s", "a", "f", "before")],
         )
     return result

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -10,9 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from estates.db import bulk
-from estates.db.store import is_sqlite
+from estates.db.store import fetch_columns, is_sqlite
 
-_IN_CHUNK = 500
 _BULK_CACHE_KIB = -262144  # negative: KiB, i.e. 256 MiB of page cache during bulk inserts
 
 
@@ -43,66 +44,35 @@ def read_all(connection: Connection) -> pd.DataFrame:
 def lookup(connection: Connection, postcodes: Sequence[str]) -> pd.DataFrame:
     """Grid references of the given (normalised) postcodes that the table holds.
 
-    Small sets use bound ``IN`` lists; large ones a temporary table filled in bulk.
+    One statement however many are asked for: the wanted postcodes travel as one JSON
+    array that SQLite expands in C (``json_each``), or as one array on PostGIS
+    (``= ANY``), and each is found through the primary key.
     """
     wanted = sorted({p for p in postcodes if p})
-    empty = pd.DataFrame(
-        {
-            "postcode": pd.Series(dtype=object),
-            "easting": pd.Series(dtype="float64"),
-            "northing": pd.Series(dtype="float64"),
-        }
-    )
     if not wanted:
-        return empty
-    if len(wanted) <= 20 * _IN_CHUNK:
-        frames = []
-        for start in range(0, len(wanted), _IN_CHUNK):
-            chunk = wanted[start : start + _IN_CHUNK]
-            params = {f"p{n}": v for n, v in enumerate(chunk)}
-            marks = ", ".join(f":p{n}" for n in range(len(chunk)))
-            result = connection.execute(
-                text(
-                    f"SELECT postcode, easting, northing FROM postcode WHERE postcode IN ({marks})"
-                ),
-                params,
-            )
-            frames.append(
-                pd.DataFrame(result.fetchall(), columns=["postcode", "easting", "northing"])
-            )
-        found = pd.concat(frames, ignore_index=True) if frames else empty
-        return found.astype({"easting": "float64", "northing": "float64"})
-    raw = connection.connection.driver_connection
-    assert raw is not None
+        return pd.DataFrame(
+            {
+                "postcode": pd.Series(dtype=object),
+                "easting": pd.Series(dtype="float64"),
+                "northing": pd.Series(dtype="float64"),
+            }
+        )
     if is_sqlite(connection):
-        raw.execute("CREATE TEMP TABLE IF NOT EXISTS wanted_postcode (postcode TEXT PRIMARY KEY)")
-        raw.execute("DELETE FROM wanted_postcode")
-        raw.executemany("INSERT INTO wanted_postcode VALUES (?)", [(p,) for p in wanted])
         sql = (
-            "SELECT p.postcode, p.easting, p.northing FROM postcode p "
-            "JOIN wanted_postcode w ON w.postcode = p.postcode"
+            "SELECT p.postcode, p.easting, p.northing FROM json_each(:wanted) w "
+            "JOIN postcode p ON p.postcode = w.value"
         )
-        rows = raw.execute(sql).fetchall()
-        raw.execute("DELETE FROM wanted_postcode")
+        params: dict[str, Any] = {"wanted": json.dumps(wanted)}
     else:
-        connection.execute(text("DROP TABLE IF EXISTS wanted_postcode"))
-        connection.execute(
-            text("CREATE TEMP TABLE wanted_postcode (postcode TEXT PRIMARY KEY) ON COMMIT DROP")
-        )
-        with raw.cursor() as cursor:
-            with cursor.copy("COPY wanted_postcode (postcode) FROM STDIN") as copy:
-                for p in wanted:
-                    copy.write_row((p,))
-            cursor.execute(
-                "SELECT p.postcode, p.easting, p.northing FROM postcode p "
-                "JOIN wanted_postcode w ON w.postcode = p.postcode"
-            )
-            rows = cursor.fetchall()
-        connection.execute(text("DROP TABLE wanted_postcode"))
-    if not rows:
-        return empty
-    return pd.DataFrame(rows, columns=["postcode", "easting", "northing"]).astype(
-        {"easting": "float64", "northing": "float64"}
+        sql = "SELECT postcode, easting, northing FROM postcode WHERE postcode = ANY(:wanted)"
+        params = {"wanted": wanted}
+    found = fetch_columns(connection, sql, params)
+    return pd.DataFrame(
+        {
+            "postcode": pd.Series(found["postcode"], dtype=object),
+            "easting": pd.Series(found["easting"], dtype="float64"),
+            "northing": pd.Series(found["northing"], dtype="float64"),
+        }
     )
 
 

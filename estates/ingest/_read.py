@@ -437,7 +437,10 @@ def _read_records(
         )
     data = list(zip(*good, strict=True)) if good else [()] * ncols
     frame = pd.DataFrame(
-        {col: pd.array(values, dtype=object) for col, values in zip(columns, data, strict=True)}
+        {
+            col: pd.Series(np.asarray(values, dtype=object), dtype=object)
+            for col, values in zip(columns, data, strict=True)
+        }
     )
     if not good:
         frame = pd.DataFrame({col: pd.Series(dtype=object) for col in columns})

@@ -453,7 +453,7 @@ def parse_eric(path: str | os.PathLike[str], period: str | None = None) -> Parse
             first_seen[code] = row
 
     bad = problems.mask()
-    records = frame.to_dict("records")
+    records = _parse.row_dicts(frame)
     rejected = problems.rejected(table.row_numbers, frame)
     rejected.extend(table.bad_rows)
     keep = ~bad
