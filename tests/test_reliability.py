@@ -185,7 +185,8 @@ def test_sigkill_mid_load_leaves_last_completed_load(db_url: str) -> None:
 def test_geopackage_second_writer_fails_busy_after_timeout(tmp_path: Path) -> None:
     path = str(tmp_path / "busy.gpkg")
     estates.connect(path)
-    holder = _writer(path, seed=1, n=20, hold=8.0)
+    # Held long enough for a second process to start on a loaded machine and queue behind it.
+    holder = _writer(path, seed=1, n=20, hold=20.0)
     assert holder.stdout is not None
     assert holder.stdout.readline().strip() == "started"
     started = time.monotonic()

@@ -93,7 +93,7 @@ class Site(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
     name: Mapped[str | None] = mapped_column(Text)
     address: Mapped[str | None] = mapped_column(Text)
-    postcode: Mapped[str | None] = mapped_column(Text, index=True)
+    postcode: Mapped[str | None] = mapped_column(Text)
     uprn: Mapped[str | None] = mapped_column(Text)
     site_type: Mapped[str | None] = mapped_column(Text)
     tenure: Mapped[str | None] = mapped_column(Text)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gc
 import io
 import logging
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
+from estates.db.bulk import gc_paused
 from estates.errors import CrsError, InvalidSourceError
 
 log = logging.getLogger(__name__)
@@ -361,22 +360,6 @@ def read_csv_table(
 
     with gc_paused():
         return _read_records(p, enc, header_index, header, columns, ncols)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector while millions of row lists are built.
-
-    Each row is a new list; with the collector on, Python re-scans every live row
-    again and again (most of the time of reading a 500,000-row file).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _read_records(

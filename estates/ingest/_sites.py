@@ -20,10 +20,10 @@ import shapely
 
 from estates.db import postcodes as db_postcodes
 from estates.db import store
+from estates.db.bulk import gc_paused
 from estates.estate import Batch
 from estates.ingest import coordinates, footprints
 from estates.ingest._parse import is_full_postcode
-from estates.ingest._read import gc_paused
 from estates.settings import WORKING_CRS
 
 log = logging.getLogger(__name__)
