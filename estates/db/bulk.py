@@ -87,9 +87,10 @@ def insert_columns(
     if count == 0:
         return 0
     flat: list[Any] = [None] * (count * width)
-    for j, column in enumerate(values):
-        flat[j::width] = list(column)
-    per = max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width))
+    stride = len(values)  # row-major: the k-th row's values sit at k * stride ...
+    for j, cells in enumerate(values):
+        flat[j::stride] = list(cells)
+    per = int(max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width)))  # a count, never a value
     row = "(" + ", ".join("?" * width) + ")"
     head = f'INSERT INTO "{table}" ({", ".join(names)}) VALUES '
     full = count // per * per

@@ -18,7 +18,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from estates.db import geopackage, store
+from estates.db import geopackage, rtree, store
 from estates.db.models import SPATIAL_COLUMNS
 from estates.errors import ConfigurationError, NotFoundError
 from estates.settings import WORKING_EPSG
@@ -126,6 +126,13 @@ def _check_sqlite(connection: Connection, report: CheckReport) -> None:
                 f"R-tree of {table}.{column} disagrees with the table: {len(missing)} rows missing, "
                 f"{len(extra)} stale, {len(wrong)} with a wrong envelope (fix: estates check --repair)"
             )
+        # SQLite's own check of the tree's structure (nodes, parents, row ids, boxes).
+        (structure,) = raw.execute(f"SELECT rtreecheck('rtree_{table}_{column}')").fetchone()
+        if structure != "ok":
+            report.problems.append(
+                f"R-tree of {table}.{column} is damaged: {str(structure).splitlines()[0]} "
+                "(fix: estates check --repair)"
+            )
 
 
 def _check_postgis(connection: Connection, report: CheckReport) -> None:
@@ -156,10 +163,18 @@ def repair_rtrees(connection: Connection) -> int:
         ).fetchall()
         ids = np.asarray([r[0] for r in rows], dtype=np.int64)
         geoms = geopackage.decode([r[1] for r in rows]) if rows else np.asarray([], dtype=object)
-        raw.execute(f'DELETE FROM "rtree_{table}_{column}"')
-        entries = geopackage.rtree_rows(ids, geoms)
-        raw.executemany(f'INSERT INTO "rtree_{table}_{column}" VALUES (?, ?, ?, ?, ?)', entries)
-        total += len(entries)
+        bounds = shapely.bounds(geoms) if len(geoms) else np.empty((0, 4))
+        keep = ~np.isnan(bounds[:, 0])
+        rtree.rebuild(
+            raw,
+            f"rtree_{table}_{column}",
+            ids[keep],
+            bounds[keep, 0],
+            bounds[keep, 2],
+            bounds[keep, 1],
+            bounds[keep, 3],
+        )
+        total += int(keep.sum())
     return total
 
 

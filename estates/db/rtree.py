@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from estates.db import bulk
+from estates.db.models import SPATIAL_COLUMNS
 
 #: SQLite's cap on cells per node (``RTREE_MAXCELLS``), and its cell size for 2-D.
 _MAX_CELLS = 51
@@ -130,8 +131,7 @@ def rebuild(
     Bounds are doubles (rounded outwards here) or values already read from an R-tree.
     Runs inside the caller's transaction; the caller owns ``name`` (a schema identifier).
     """
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"unexpected R-tree name {name!r}")
+    name = checked_name(name)
     quoted = f'"{name}"'
     raw.execute(f"DROP TABLE IF EXISTS {quoted}")
     raw.execute(f"CREATE VIRTUAL TABLE {quoted} USING rtree(id, minx, maxx, miny, maxy)")
@@ -193,6 +193,17 @@ def rebuild(
     )
 
 
+def checked_name(name: str) -> str:
+    """``name`` if it is the R-tree of one of the schema's geometry columns; else ValueError.
+
+    The name is placed in SQL text, so only our own tables' R-trees are accepted.
+    """
+    known = {f"rtree_{table}_{column}" for table, column, _ in SPATIAL_COLUMNS}
+    if name not in known:
+        raise ValueError(f"{name!r} is not the R-tree of a geometry column of the schema")
+    return name
+
+
 def _cells(blob: bytes) -> np.ndarray:
     count = int.from_bytes(blob[2:4], "big")
     return np.frombuffer(blob, dtype=_CELL, count=count, offset=4)
@@ -204,6 +215,7 @@ def read_entries(raw: sqlite3.Connection, name: str) -> np.ndarray:
     Walks the tree from the root: a few thousand blobs for 500,000 entries, ten times
     quicker than selecting the rows through the virtual table.
     """
+    name = checked_name(name)
     nodes = dict(raw.execute(f'SELECT nodeno, data FROM "{name}_node"').fetchall())
     frontier = [1]
     for _ in range(int.from_bytes(nodes[1][:2], "big")):
@@ -233,6 +245,7 @@ def put(
     replacing their old entries and dropping those of ``remove`` (e.g. sites that lost
     their location). Many rows rebuild the whole tree packed; a few go in one by one.
     """
+    name = checked_name(name)
     ids = np.asarray(ids, dtype=np.int64)
     gone = ids if remove is None else np.concatenate([ids, np.asarray(remove, dtype=np.int64)])
     if not _worth_rebuilding(raw, name, len(ids)):

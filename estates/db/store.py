@@ -298,7 +298,8 @@ def _differs(
         was = [_clean(v) for v in old[column].tolist()]
         now = [_clean(v) for v in after[column].tolist()]
         out |= np.fromiter((a != b for a, b in zip(was, now, strict=True)), dtype=bool)
-    old_geoms = shapely.from_wkt(old["geom_wkt"].to_numpy(dtype=object))
+    wkt = [v if isinstance(v, str) else None for v in old["geom_wkt"].tolist()]
+    old_geoms = shapely.from_wkt(np.asarray(wkt, dtype=object))
     same_place = shapely.equals_exact(old_geoms, geoms, tolerance=0.001)
     both_missing = shapely.is_missing(old_geoms) & shapely.is_missing(geoms)
     return out | ~(same_place | both_missing)

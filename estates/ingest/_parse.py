@@ -192,16 +192,35 @@ def range_reason(
 
 
 def clean_text(values: pd.Series | np.ndarray) -> pd.Series:
-    """Trimmed text with empty cells and null tokens as missing (object dtype, None)."""
-    tokens = NULL_TOKENS
+    """Trimmed text with empty cells and null tokens as missing (object dtype, None).
+
+    A column of repeated wording (tenures, site types, towns, CRS labels) is cleaned
+    once per distinct value; a column of unique text (names, addresses) cell by cell.
+    """
     cells = as_objects(values)
+    index = values.index if isinstance(values, pd.Series) else None
+    sample = cells[:_SAMPLE]
+    if len(cells) > 2 * _SAMPLE and len(set(sample.tolist())) * 4 < len(sample):
+        codes, distinct = pd.factorize(cells)
+        cleaned = np.asarray(
+            [*_clean_cells(np.asarray(distinct, dtype=object)), None], dtype=object
+        )
+        return pd.Series(cleaned[codes], index=index, dtype=object)  # code -1 (missing): None
+    return pd.Series(_clean_cells(cells), index=index, dtype=object)
+
+
+_SAMPLE = 2_000
+
+
+def _clean_cells(cells: np.ndarray) -> list[str | None]:
+    tokens = NULL_TOKENS
     try:
-        out = [
+        return [
             None if (t := v.strip()) == "" or (len(t) <= _LONGEST and t.lower() in tokens) else t
             for v in cells
         ]
     except AttributeError:  # not all text
-        out = [
+        return [
             None
             if v is None
             or (isinstance(v, float) and v != v)
@@ -210,8 +229,6 @@ def clean_text(values: pd.Series | np.ndarray) -> pd.Series:
             else t
             for v in cells
         ]
-    index = values.index if isinstance(values, pd.Series) else None
-    return pd.Series(out, index=index, dtype=object)
 
 
 _POSTCODE_PARTS = re.compile(r"\s*([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\s*")

@@ -384,6 +384,10 @@ def _read_records(
                 continue
             last = (start, record)
             width = len(record)
+            if width == ncols and (record[0].strip() or "".join(record).strip()):
+                good.append(record)  # the usual row: as wide as the header, not blank
+                numbers.append(start)
+                continue
             if not "".join(record).strip():
                 blank += 1
                 continue

@@ -1,0 +1,138 @@
+"""The bulk write paths: multi-row inserts, the packed R-tree, hashes checked by value."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import shapely
+from sqlalchemy import text
+
+import estates
+from estates.db import bulk, rtree
+from estates.demo import demo_sites
+
+
+def _reference_tree(ids: np.ndarray, boxes: np.ndarray) -> sqlite3.Connection:
+    """The same entries inserted one by one by SQLite itself."""
+    ref = sqlite3.connect(":memory:")
+    ref.execute("CREATE VIRTUAL TABLE r USING rtree(id, minx, maxx, miny, maxy)")
+    ref.executemany(
+        "INSERT INTO r VALUES (?, ?, ?, ?, ?)",
+        zip(ids.tolist(), *(boxes[:, k].tolist() for k in (0, 2, 1, 3)), strict=True),
+    )
+    return ref
+
+
+def _box_query(con: sqlite3.Connection, table: str, box: tuple[float, ...]) -> list[int]:
+    minx, miny, maxx, maxy = box
+    rows = con.execute(
+        f"SELECT id FROM {table} WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?",
+        (minx, maxx, miny, maxy),
+    )
+    return sorted(r[0] for r in rows)
+
+
+@pytest.mark.parametrize("n", [0, 1, 51, 52, 2_601, 2_653, 40_000])
+def test_packed_rtree_equals_sqlites_own(n: int) -> None:
+    """Same stored boxes (32-bit, rounded outwards), same answers, valid for rtreecheck,
+    and still an ordinary R-tree for later inserts and deletes."""
+    rng = np.random.default_rng(n)
+    x, y = rng.uniform(-5_000, 700_000, n), rng.uniform(0, 1_250_000, n)
+    size = rng.uniform(0, 300, n) * (rng.random(n) < 0.3)  # points and small boxes
+    boxes = np.column_stack([x, y, x + size, y + size])
+    ids = rng.permutation(3 * n + 1)[:n] + 1
+    con = sqlite3.connect(":memory:")
+    rtree.rebuild(con, "rtree_site_geom", ids, boxes[:, 0], boxes[:, 2], boxes[:, 1], boxes[:, 3])
+    ref = _reference_tree(ids, boxes)
+    assert con.execute("SELECT rtreecheck('rtree_site_geom')").fetchone()[0] == "ok"
+    stored = sorted(con.execute("SELECT * FROM rtree_site_geom").fetchall())
+    assert stored == sorted(ref.execute("SELECT * FROM r").fetchall())
+    for _ in range(20):
+        cx, cy, d = rng.uniform(0, 700_000), rng.uniform(0, 1_250_000), rng.uniform(10, 80_000)
+        box = (cx - d, cy - d, cx + d, cy + d)
+        assert _box_query(con, "rtree_site_geom", box) == _box_query(ref, "r", box)
+    con.execute("INSERT INTO rtree_site_geom VALUES (?, 1, 2, 3, 4)", (10**9,))
+    con.executemany("DELETE FROM rtree_site_geom WHERE id = ?", [(int(i),) for i in ids[: n // 2]])
+    assert con.execute("SELECT rtreecheck('rtree_site_geom')").fetchone()[0] == "ok"
+    assert con.execute("SELECT count(*) FROM rtree_site_geom").fetchone()[0] == n - n // 2 + 1
+    entries = rtree.read_entries(con, "rtree_site_geom")
+    assert sorted(entries["id"].tolist()) == sorted([*ids[n // 2 :].tolist(), 10**9])
+
+
+def test_bulk_load_then_edits_keep_the_geopackage_index_right(tmp_path: Path) -> None:
+    """A load big enough to rebuild the R-tree, then row edits through the triggers: GDAL's
+    bounding-box answers and `estates check` (rtreecheck included) stay right."""
+    path = tmp_path / "bulk.gpkg"
+    estate = estates.connect(path)
+    sites = demo_sites(n_sites=6_000, seed=3)
+    estate.write_sites(sites)
+    with estate.write() as connection:
+        connection.execute(text("DELETE FROM site WHERE id % 7 = 0"))
+        connection.execute(text("UPDATE site SET geom = NULL WHERE id % 11 = 0"))
+    assert estate.check().ok
+    located = estate.sites(located=True)
+    minx, miny, maxx, maxy = located.total_bounds
+    box = (minx, miny, (minx + maxx) / 2, (miny + maxy) / 2)
+    expected = set(located.loc[located.intersects(shapely.box(*box)), "site_id"])
+    got = pyogrio.read_dataframe(
+        path, layer="site", bbox=box, columns=["source_key"], fid_as_index=True
+    )
+    assert set(got.index) == expected and expected
+
+
+def test_a_changed_hash_with_equal_values_is_not_an_update(estate: estates.Estate) -> None:
+    """A stored hash from another version of the hash function costs a comparison, not a
+    false update: the rows read back equal, so nothing is recorded and the hash is renewed."""
+    sites = demo_sites(n_sites=40)
+    estate.write_sites(sites)
+    with estate.write() as connection:
+        connection.execute(text("UPDATE site SET content_hash = 'older-format'"))
+    changed = sites.copy()
+    changed.loc[changed.index[0], "name"] = "Renamed site"
+    result = estate.write_sites(changed)
+    assert result.updated == [changed["source_key"].iloc[0]]
+    assert len(result.unchanged) == 39
+    with estate.read() as connection:
+        old = connection.execute(
+            text("SELECT count(*) FROM site WHERE content_hash = 'older-format'")
+        ).scalar_one()
+    assert old == 0
+    again = estate.write_sites(changed)
+    assert (len(again.updated), len(again.unchanged)) == (0, 40)
+
+
+def test_only_the_schemas_rtrees_are_touched() -> None:
+    con = sqlite3.connect(":memory:")
+    empty = np.zeros(0)
+    with pytest.raises(ValueError, match="not the R-tree"):
+        rtree.rebuild(
+            con, 'rtree_site_geom"; DROP TABLE site; --', empty, empty, empty, empty, empty
+        )
+    with pytest.raises(ValueError, match="not the R-tree"):
+        rtree.read_entries(con, "sqlite_master")
+
+
+def test_insert_columns_chunks_and_checks_names(tmp_path: Path) -> None:
+    estate = estates.connect(tmp_path / "rows.gpkg")
+    n = 1_234  # not a multiple of the rows per statement
+    with estate.write() as connection:
+        raw = connection.connection.driver_connection
+        written = bulk.insert_columns(
+            raw,
+            "postcode",
+            ("postcode", "easting", "northing", "source"),
+            ([f"ZZ{i} 1AA" for i in range(n)], [float(i) for i in range(n)], [0.5] * n, ["t"] * n),
+        )
+        assert written == n
+        rows = connection.execute(text("SELECT postcode, easting FROM postcode ORDER BY easting"))
+        assert [tuple(r) for r in rows][:2] == [("ZZ0 1AA", 0.0), ("ZZ1 1AA", 1.0)]
+        with pytest.raises(ValueError, match="unknown column"):
+            bulk.insert_columns(raw, "postcode", ("postcode", "x; DROP TABLE site"), ([], []))
+        with pytest.raises(ValueError, match="unknown table"):
+            bulk.insert_columns(raw, "sqlite_master", ("name",), (["x"],))
+        with pytest.raises(ValueError, match="differ in length"):
+            bulk.insert_columns(raw, "postcode", ("postcode", "easting"), (["a"], [1.0, 2.0]))
