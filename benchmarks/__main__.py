@@ -104,6 +104,7 @@ def _engines(folder: Path, pg_url: str | None, sites: int) -> list[dict[str, Any
 def _pipeline(folder: Path, db: str, pool_sites: int, label: str) -> list[dict[str, Any]]:
     params = {"folder": str(folder), "db": db, "pool_sites": pool_sites}
     names = ["load_postcodes", "load_boundaries", "load_councils", "load_eric", "load_points"]
+    names += ["geocode", "footprints"]
     if label == "gpkg":
         names += ["flags", "colocation", "pooling", "map", "bbox"]
     out = []
@@ -114,6 +115,24 @@ def _pipeline(folder: Path, db: str, pool_sites: int, label: str) -> list[dict[s
         print(f"  {label:<8} {name:<16} {row['seconds']:>8.2f} s  {row['peak_mb']:>7.0f} MB  "
               f"{ {k: v for k, v in row.items() if k not in ('stage', 'seconds', 'peak_mb', 'backend')} }", flush=True)  # fmt: skip
     return out
+
+
+def cpu_reference_s() -> float:
+    """Seconds for a fixed pure-Python loop (best of 3): how fast this machine is today.
+
+    Runs on shared virtual machines vary by 2x from one day to the next; this number
+    lets two RESULTS.md files be compared.
+    """
+    import time
+
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        total = 0
+        for i in range(10_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return round(best, 2)
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> list[str]:
@@ -138,6 +157,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
+    speed = cpu_reference_s()
     folder = SCRATCH / f"estate_{args.sites}"
     # Generated in its own process, so the parent that starts every stage stays small.
     made = _stage(
@@ -184,7 +204,8 @@ def main() -> None:
         "# Benchmark results",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        f"- machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        f"- machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"a 10-million-step pure-Python loop takes {speed} s (machine speed, to compare runs)",
         f"- scale: {args.sites:,} sites, {args.postcodes:,} postcodes, pooling footprint {args.pool_sites:,} sites",
         "- command: `make bench` (or `python -m benchmarks --sites N --postcodes M`)",
         "",
@@ -199,6 +220,7 @@ def main() -> None:
         "End to end in one process on a new GeoPackage (load postcodes, districts, councils, ERIC, points with "
         "geocoding and footprint assignment; flag; co-locate at 800 m; national summary map): "
         f"**{e2e['seconds']} s**, peak memory **{e2e['peak_mb']:.0f} MB**; split (s): {json.dumps(e2e['split_s'])}; "
+        f"peak MB after each step: {json.dumps(e2e['peak_mb_after'])}; "
         f"map {e2e['html_mb']} MB for {e2e['sites']:,} sites.",
         "",
         "## Spatial joins against reference engines (same points, same polygons, same run)",

@@ -40,7 +40,7 @@ def test_generator_writes_real_layouts(tiny: dict[str, str]) -> None:
 
 def test_every_stage_runs(tiny: dict[str, str]) -> None:
     order = ["load_postcodes", "load_boundaries", "load_councils", "load_eric", "load_points"]
-    order += ["footprints", "flags", "colocation", "pooling", "map", "bbox", "e2e"]
+    order += ["geocode", "footprints", "flags", "colocation", "pooling", "map", "bbox", "e2e"]
     assert set(order) | {"generate"} == set(STAGES)
     results = {name: run_stage(name, dict(tiny)) for name in order}
     assert results["load_postcodes"]["inserted"] == 20_000
@@ -48,6 +48,8 @@ def test_every_stage_runs(tiny: dict[str, str]) -> None:
     assert councils["rows_read"] == councils["inserted"] + councils["rejected"]
     assert councils["located"] > 0.9 * councils["inserted"]
     assert results["footprints"]["assigned"] > 0
+    geocoded = results["geocode"]
+    assert 0 < geocoded["found"] <= geocoded["distinct"] <= geocoded["postcodes"]
     assert results["pooling"]["status"] in ("optimal", "time_limit")
     assert results["map"]["sites_drawn"] == results["footprints"]["sites"]
     assert results["e2e"]["sites"] > 0 and set(results["e2e"]["split_s"]) >= {
