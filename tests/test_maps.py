@@ -127,6 +127,53 @@ def test_source_strings_never_reach_the_page_unescaped(fast_threshold: int) -> N
         assert EVIL_NAME in data["title"] and SCRIPT_BREAK in data["title"]
 
 
+@pytest.mark.parametrize("fast_threshold", [1000, 0], ids=["folium", "fast"])
+def test_template_syntax_in_source_strings_stays_text(fast_threshold: int) -> None:
+    """Branca re-reads rendered output as a Jinja2 template: source text must not be code.
+
+    "{{ 6*7 }}" must not become 42, and an unbalanced "{{" must not stop the render.
+    """
+    sites = synthetic_sites(12)
+    sites.loc[sites.index[0], "name"] = "Site {{ 6*7 }}"
+    sites.loc[sites.index[1], "name"] = "Site {% if true %}yes{% endif %} {# hidden #}"
+    sites.loc[sites.index[2], "name"] = "Unbalanced {{"
+    sites["organisation_name"] = "Org {{ 6*7 }}"
+    sites["reason_vacant"] = "Reason {{ 6*7 }}"
+    boundary = gpd.GeoDataFrame(
+        {"code": ["E1"], "name": ["Area {{ 6*7 }}"], "kind": ["lad"]},
+        geometry=[sites.union_all().convex_hull.buffer(500)],
+        crs=sites.crs,
+    )
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": [1], "n_sites": [3], "organisations": ["Cluster {{ 6*7 }}"]},
+        geometry=[sites.geometry.iloc[:3].union_all().convex_hull],
+        crs=sites.crs,
+    )
+    m = maps.sites_map(
+        sites,
+        boundaries=boundary,
+        clusters=clusters,
+        title="Title {{ 6*7 }}",
+        attribution=["Attribution {{ 6*7 }}"],
+        fast_threshold=fast_threshold,
+    )
+    html = render(m)
+    for word in ("Site", "Org", "Reason", "Area", "Cluster", "Title", "Attribution"):
+        assert f"{word} 42" not in html
+    block = "Site {% if true %}yes{% endif %} {# hidden #}"
+    if fast_threshold == 0:
+        titles = fast_payload(html)["title"]
+        assert {"Site {{ 6*7 }}", "Unbalanced {{", block} <= set(titles)
+    else:  # in popups and tooltips as entities; raw only inside JSON (search names)
+        assert "Site &#x7B;{ 6*7 }}" in html and "Unbalanced &#x7B;&#x7B;" in html
+        assert "Site &#x7B;% if true %}yes&#x7B;% endif %} &#x7B;# hidden #}" in html
+        assert f'"searchName": "{block}"' in html
+    scenario = synthetic_scenario(40)
+    scenario.sites.loc[scenario.sites.index[0], "role"] = "role {{ 6*7 }}"
+    pooling = render(maps.pooling_map(scenario, fast_threshold=fast_threshold))
+    assert "role 42" not in pooling.lower()
+
+
 def test_pooling_map_escapes_scenario_strings() -> None:
     scenario = synthetic_scenario(60, evil=True)
     scenario.headline["receipt_assumptions"] = EVIL_NAME

@@ -23,10 +23,19 @@ from branca.colormap import LinearColormap
 from estates.maps import _style
 from estates.maps._escape import html_text, plain
 from estates.maps._model import located_mask, require_frame
+from estates.maps._render import RawMacroElement
 
 log = logging.getLogger(__name__)
 
 Bounds = list[list[float]]
+
+
+class GeoJsonLayer(folium.GeoJson, RawMacroElement):
+    """A Folium ``GeoJson`` layer whose script (the whole GeoJSON) is placed as it is.
+
+    Rendered through Branca's default path, the national map's 4,406 cluster hulls
+    (about 4 MB of GeoJSON) would be compiled as a Jinja2 template (see :mod:`._render`).
+    """
 
 
 def _features(
@@ -153,7 +162,7 @@ def boundary_figures(boundaries: gpd.GeoDataFrame, sites: gpd.GeoDataFrame) -> p
 
 def boundary_layer(
     boundaries: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, measure: str
-) -> tuple[folium.GeoJson, str, Bounds | None]:
+) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """The footprint boundaries as a choropleth of spare m2 or of the spare share of GIA."""
     require_frame(boundaries, "boundaries", ("code", "geometry"))
     if measure not in ("spare_m2", "spare_share"):
@@ -187,7 +196,7 @@ def boundary_layer(
         )
     data, bounds = _features(boundaries, properties, simplify_m=10.0)
     caption = "Spare floor area (m²)" if measure == "spare_m2" else "Spare share of floor area"
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name=f"Boundaries: {caption.lower()}",
         style_function=_style_from_properties("#444444", 1.5),
@@ -233,7 +242,7 @@ def boundary_layer(
 # -- co-location clusters --------------------------------------------------------------------
 
 
-def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Bounds | None]:
+def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """Co-location clusters as padded hull polygons with their combined figures."""
     require_frame(clusters, "clusters", ("cluster_id", "geometry"))
 
@@ -283,7 +292,7 @@ def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Boun
     padded["geometry"] = clusters.geometry.buffer(40)  # keeps edge markers inside the hull
     padded = gpd.GeoDataFrame(padded, geometry="geometry", crs=clusters.crs)
     data, bounds = _features(padded, properties, simplify_m=2.0)
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name="Co-location clusters",
         style_function=_style_from_properties(_style.CLUSTER_COLOUR, 2, dash="6 4"),
@@ -317,7 +326,7 @@ def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Boun
 
 def flow_layer(
     flows: gpd.GeoDataFrame, sites: gpd.GeoDataFrame
-) -> tuple[folium.GeoJson, str, Bounds | None]:
+) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """Lines from each released site to where its floor area goes, width by m2."""
     require_frame(flows, "scenario flows", ("from_site_id", "to_site_id", "floor_area_m2"))
     names = dict(zip(sites["site_id"].tolist(), sites["name"].tolist(), strict=True))
@@ -355,7 +364,7 @@ def flow_layer(
             }
         )
     data, bounds = _features(frame, properties)
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name="Floor area moves",
         style_function=lambda f: {
@@ -387,7 +396,7 @@ def flow_layer(
     return layer, legend, bounds
 
 
-def access_layers(access: gpd.GeoDataFrame) -> tuple[list[folium.GeoJson], str, Bounds | None]:
+def access_layers(access: gpd.GeoDataFrame) -> tuple[list[GeoJsonLayer], str, Bounds | None]:
     """Access change by small area: one choropleth of the distance increase per sector."""
     require_frame(access, "scenario access", ("code", "geometry"))
     increase_all = (
@@ -432,7 +441,7 @@ def access_layers(access: gpd.GeoDataFrame) -> tuple[list[folium.GeoJson], str, 
         bounds = bounds or part_bounds
         label = _style.SECTORS.get(sector, (plain(sector), ""))[0]
         layers.append(
-            folium.GeoJson(
+            GeoJsonLayer(
                 data,
                 name=f"Access change: nearest {label} site" if sector != "all" else "Access change",
                 show=k == 0,

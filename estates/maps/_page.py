@@ -19,6 +19,7 @@ from folium import plugins
 from estates.maps import _fast, _style
 from estates.maps._escape import html_text
 from estates.maps._model import SitePoints, popup_html
+from estates.maps._render import RawDivIcon, RawMarker, RawPopup, RawTooltip
 from estates.maps._runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ def add_site_layers(
     m.add_child(cluster)
     subgroups = []
     for group in groups:
-        subgroup = plugins.FeatureGroupSubGroup(cluster, name=group.label, show=False)
+        # layer names reach the layer control's innerHTML (and a pooling role may be data)
+        subgroup = plugins.FeatureGroupSubGroup(cluster, name=html_text(group.label), show=False)
         m.add_child(subgroup)
         subgroups.append(subgroup)
     keys = [g.key for g in groups]
@@ -122,24 +124,24 @@ def add_site_layers(
     index = {key: i for i, key in enumerate(keys)}
     for i in range(len(points)):
         symbol = points.symbols[points.symbol[i]]
-        icon = folium.DivIcon(
+        icon = RawDivIcon(
             html=symbol.svg,
             icon_size=(symbol.size, symbol.size),
             icon_anchor=(symbol.anchor, symbol.anchor),
             popup_anchor=(0, -symbol.anchor),
             class_name="estates-marker",
         )
-        marker = folium.Marker(
+        marker = RawMarker(
             location=[points.lat[i], points.lon[i]],
             icon=icon,
-            popup=folium.Popup(
+            popup=RawPopup(
                 popup_html(points, i),
                 lazy=True,
                 max_width=400,
                 min_width=240,
                 auto_pan_padding_top_left=POPUP_PAN_PADDING,
             ),
-            tooltip=folium.Tooltip(html_text(points.title[i])),
+            tooltip=RawTooltip(html_text(points.title[i])),
             site_id=points.site_id[i],
             search_name=points.search[i],
             flagged=points.flagged[i],

@@ -26,6 +26,7 @@ from folium.plugins import Search
 from folium.template import Template
 
 from estates.maps._escape import script_json
+from estates.maps._render import RawMacroElement
 
 RUNTIME_JS = r"""
 function estatesRuntime(map, cluster, control, layers, config) {
@@ -288,11 +289,12 @@ function estatesRuntime(map, cluster, control, layers, config) {
 """
 
 
-class Runtime(JSCSSMixin):
+class Runtime(JSCSSMixin, RawMacroElement):
     """Adds the runtime, its configuration, the page CSS and static panels to a map.
 
     Add it to the map *after* the layer control so its script runs last. It brings the
-    leaflet-search plugin (the same files Folium's ``Search`` plugin loads).
+    leaflet-search plugin (the same files Folium's ``Search`` plugin loads). Its output
+    (which carries the fast path's payload) is placed as it is (:mod:`._render`).
     """
 
     default_js = list(Search.default_js)  # noqa: RUF012 (Folium's own attribute)
