@@ -22,7 +22,7 @@ from estates.cli import main
 from estates.demo import demo_sites
 from estates.errors import ConfigurationError, CrsError, MissingColumnError
 from estates.maps import _areas, _escape, _fast
-from estates.maps._model import flag_statuses
+from estates.maps._model import SITE_STATUSES, flag_statuses
 from estates.maps.pooling import headline_rows
 from tests.browser.frames import (
     EVIL_NAME,
@@ -273,10 +273,7 @@ def test_popup_figures_come_from_the_frame_and_missing_ones_say_so(trafford) -> 
     html = render(maps.sites_map(trafford, fast_threshold=0))
     data = fast_payload(html)
     i = data["title"].index(row["PropertyName"])
-    popup = {
-        r["label"]: (r["dict"][r["codes"][i]] if "dict" in r else r["values"][i])
-        for r in data["rows"]
-    }
+    popup = {r["label"]: _fast.text_at(r, i) for r in data["rows"]}
     assert popup["Gross internal area"] == f"{round(float(row['BuildingSize'])):,} m²"
     assert popup["Tenure"] == row["TenureType"]
     assert popup["Spare floor area"] == "not assessed"  # no analysis columns
@@ -291,14 +288,34 @@ def test_flag_status_from_flag_columns_and_summary_columns() -> None:
             "flag_poor_condition": ["flagged", "pass", "not_assessable", "not_applicable"],
         }
     )
-    status, counts, items = flag_statuses(frame)
-    assert status == ["flagged", "clear", "unassessed", "unassessed"]
-    assert counts == [2, 0, 0, 0]
-    assert [i.status for i in items[2] or []] == ["not_assessable", "not_assessable"]
-    summary = pd.DataFrame({"flags": ["vacant;surplus_land", ""], "flag_count": [2, 0]})
-    status, counts, _items = flag_statuses(summary)
-    assert status == ["flagged", "clear"] and counts == [2, 0]
-    assert flag_statuses(pd.DataFrame({"x": [1]}))[0] == ["unassessed"]
+    flags = flag_statuses(frame)
+    assert [SITE_STATUSES[s] for s in flags.status] == [
+        "flagged",
+        "clear",
+        "unassessed",
+        "unassessed",
+    ]
+    assert flags.count.tolist() == [2, 0, 0, 0]
+    assert [status for _label, status, _s in flags.lines(2) or []] == ["not_assessable"] * 2
+    assert flags.lines(0) == [
+        ("Vacant", "flagged", "empty"),
+        ("Poor condition", "flagged", ""),
+    ]
+    assert flags.lines(3) == []
+    summary = pd.DataFrame(
+        {
+            "flags": ["vacant;surplus_land", "", "vacant;surplus_land"],
+            "flag_sentences": ["empty\nno use", "", "empty\nno use"],
+            "flag_count": [2, 0, 2],
+        }
+    )
+    flags = flag_statuses(summary)
+    assert [SITE_STATUSES[s] for s in flags.status] == ["flagged", "clear", "flagged"]
+    assert flags.count.tolist() == [2, 0, 2]
+    assert flags.lines(2) == [("Vacant", "flagged", "empty"), ("Surplus land", "flagged", "no use")]
+    assert flags.lines(1) == []
+    nothing = flag_statuses(pd.DataFrame({"x": [1]}))
+    assert [SITE_STATUSES[s] for s in nothing.status] == ["unassessed"] and nothing.lines(0) is None
 
 
 def test_boundary_figures_by_code_column_equal_the_spatial_join() -> None:
@@ -327,6 +344,21 @@ def test_boundary_figures_by_code_column_equal_the_spatial_join() -> None:
     assert by_code["spare_share_pct"].iloc[1] == pytest.approx(
         sites.loc[~west, "spare_m2"].sum() / sites.loc[~west, "gia_m2"].sum() * 100
     )
+
+
+def test_cluster_hulls_are_one_layer() -> None:
+    sites = synthetic_sites(200)
+    points = np.asarray(sites.geometry.values, dtype=object)
+    hulls = [shapely.MultiPoint(points[k : k + 5].tolist()).convex_hull for k in range(0, 200, 5)]
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": range(1, 41), "n_sites": 5, "organisations": "A;B", "sectors": "nhs"},
+        geometry=hulls,
+        crs=sites.crs,
+    )
+    html = render(maps.sites_map(sites, clusters=clusters))
+    assert html.count("L.geoJson(") == 1
+    data = re.search(r"_add\((\{\"features\".*?)\);\n", html)
+    assert data and len(json.loads(data.group(1))["features"]) == 40
 
 
 def test_maps_do_not_change_their_input() -> None:
