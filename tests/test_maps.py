@@ -346,6 +346,42 @@ def test_boundary_figures_by_code_column_equal_the_spatial_join() -> None:
     )
 
 
+def test_geojson_geometries_draw_what_the_shapes_are() -> None:
+    square = shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (2, 1), (2, 2)]])
+    cases = [
+        [shapely.Point(1, 2), shapely.Point(3, 4)],
+        [shapely.LineString([(0, 0), (1, 1)]), shapely.LineString([(2, 2), (3, 3), (4, 5)])],
+        [square, shapely.box(5, 5, 6, 6)],
+        [shapely.MultiPolygon([square, shapely.box(5, 5, 6, 6)]), shapely.box(7, 7, 8, 9)],
+        [shapely.MultiLineString([[(0, 0), (1, 1)], [(2, 2), (3, 3)]])],
+        [shapely.Point(0, 0), shapely.box(0, 0, 1, 1)],  # no shared layout: shape by shape
+    ]
+    for shapes in cases:
+        drawn = _areas._geojson_geometries(np.asarray(shapes, dtype=object))
+        assert len(drawn) == len(shapes)
+        for geometry, shape in zip(drawn, shapes, strict=True):
+            back = shapely.geometry.shape(json.loads(json.dumps(geometry)))
+            assert back.equals(shape) and shapely.get_num_coordinates(back) == (
+                shapely.get_num_coordinates(shape)
+            )
+
+
+def test_simplified_shapes_match_topology_preserving_simplification() -> None:
+    rng = np.random.default_rng(5)
+    hulls = [
+        shapely.MultiPoint(rng.normal(0, 300, (40, 2)) + k * 2_000).convex_hull.buffer(40)
+        for k in range(30)
+    ]
+    # concave, and narrower than the tolerance in places: plain Douglas-Peucker breaks it
+    comb = shapely.Polygon([(0, 0), (10, 0), (10, 1), (1, 1), (1, 1.2), (10, 1.2), (10, 2), (0, 2)])
+    sliver = shapely.box(0, 0, 100, 0.5)  # convex but thinner than the tolerance
+    shapes = np.asarray([*hulls, comb, sliver, shapely.LineString([(0, 0), (5, 0.1), (9, 0)])])
+    ours = _areas._simplified(shapes, 2.0)
+    reference = shapely.simplify(shapes, 2.0, preserve_topology=True)
+    assert shapely.equals(ours, reference).all()
+    assert not shapely.is_empty(ours).any()
+
+
 def test_cluster_hulls_are_one_layer() -> None:
     sites = synthetic_sites(200)
     points = np.asarray(sites.geometry.values, dtype=object)
