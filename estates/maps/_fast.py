@@ -37,8 +37,9 @@ COORDINATE_SCALE = 1_000_000
 INT_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _DIGIT_BYTES = np.frombuffer(INT_DIGITS.encode("ascii"), dtype=np.uint8)
 _DIGIT_VALUES = {c: k for k, c in enumerate(INT_DIGITS)}
-#: gzip level of the payload: measured on the 500,000-site national map, level 1 packs
-#: in a third of level 6's time for a payload about 10% larger
+#: gzip level of the payload. Measured on the 500,000-site national map (65 MB of JSON):
+#: level 1 takes 0.5 s for 17.7 MB of base64, level 6 1.9 s for 16.0 MB, level 9 6 s
+#: for 15.6 MB
 COMPRESS_LEVEL = 1
 
 
