@@ -22,7 +22,7 @@ from estates.cli import main
 from estates.demo import demo_sites
 from estates.errors import ConfigurationError, CrsError, MissingColumnError
 from estates.maps import _areas, _escape, _fast
-from estates.maps._model import flag_statuses
+from estates.maps._model import SITE_STATUSES, flag_statuses
 from estates.maps.pooling import headline_rows
 from tests.browser.frames import (
     EVIL_NAME,
@@ -127,6 +127,53 @@ def test_source_strings_never_reach_the_page_unescaped(fast_threshold: int) -> N
         assert EVIL_NAME in data["title"] and SCRIPT_BREAK in data["title"]
 
 
+@pytest.mark.parametrize("fast_threshold", [1000, 0], ids=["folium", "fast"])
+def test_template_syntax_in_source_strings_stays_text(fast_threshold: int) -> None:
+    """Branca re-reads rendered output as a Jinja2 template: source text must not be code.
+
+    "{{ 6*7 }}" must not become 42, and an unbalanced "{{" must not stop the render.
+    """
+    sites = synthetic_sites(12)
+    sites.loc[sites.index[0], "name"] = "Site {{ 6*7 }}"
+    sites.loc[sites.index[1], "name"] = "Site {% if true %}yes{% endif %} {# hidden #}"
+    sites.loc[sites.index[2], "name"] = "Unbalanced {{"
+    sites["organisation_name"] = "Org {{ 6*7 }}"
+    sites["reason_vacant"] = "Reason {{ 6*7 }}"
+    boundary = gpd.GeoDataFrame(
+        {"code": ["E1"], "name": ["Area {{ 6*7 }}"], "kind": ["lad"]},
+        geometry=[sites.union_all().convex_hull.buffer(500)],
+        crs=sites.crs,
+    )
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": [1], "n_sites": [3], "organisations": ["Cluster {{ 6*7 }}"]},
+        geometry=[sites.geometry.iloc[:3].union_all().convex_hull],
+        crs=sites.crs,
+    )
+    m = maps.sites_map(
+        sites,
+        boundaries=boundary,
+        clusters=clusters,
+        title="Title {{ 6*7 }}",
+        attribution=["Attribution {{ 6*7 }}"],
+        fast_threshold=fast_threshold,
+    )
+    html = render(m)
+    for word in ("Site", "Org", "Reason", "Area", "Cluster", "Title", "Attribution"):
+        assert f"{word} 42" not in html
+    block = "Site {% if true %}yes{% endif %} {# hidden #}"
+    if fast_threshold == 0:
+        titles = fast_payload(html)["title"]
+        assert {"Site {{ 6*7 }}", "Unbalanced {{", block} <= set(titles)
+    else:  # in popups and tooltips as entities; raw only inside JSON (search names)
+        assert "Site &#x7B;{ 6*7 }}" in html and "Unbalanced &#x7B;&#x7B;" in html
+        assert "Site &#x7B;% if true %}yes&#x7B;% endif %} &#x7B;# hidden #}" in html
+        assert f'"searchName": "{block}"' in html
+    scenario = synthetic_scenario(40)
+    scenario.sites.loc[scenario.sites.index[0], "role"] = "role {{ 6*7 }}"
+    pooling = render(maps.pooling_map(scenario, fast_threshold=fast_threshold))
+    assert "role 42" not in pooling.lower()
+
+
 def test_pooling_map_escapes_scenario_strings() -> None:
     scenario = synthetic_scenario(60, evil=True)
     scenario.headline["receipt_assumptions"] = EVIL_NAME
@@ -226,10 +273,7 @@ def test_popup_figures_come_from_the_frame_and_missing_ones_say_so(trafford) -> 
     html = render(maps.sites_map(trafford, fast_threshold=0))
     data = fast_payload(html)
     i = data["title"].index(row["PropertyName"])
-    popup = {
-        r["label"]: (r["dict"][r["codes"][i]] if "dict" in r else r["values"][i])
-        for r in data["rows"]
-    }
+    popup = {r["label"]: _fast.text_at(r, i) for r in data["rows"]}
     assert popup["Gross internal area"] == f"{round(float(row['BuildingSize'])):,} m²"
     assert popup["Tenure"] == row["TenureType"]
     assert popup["Spare floor area"] == "not assessed"  # no analysis columns
@@ -244,14 +288,34 @@ def test_flag_status_from_flag_columns_and_summary_columns() -> None:
             "flag_poor_condition": ["flagged", "pass", "not_assessable", "not_applicable"],
         }
     )
-    status, counts, items = flag_statuses(frame)
-    assert status == ["flagged", "clear", "unassessed", "unassessed"]
-    assert counts == [2, 0, 0, 0]
-    assert [i.status for i in items[2] or []] == ["not_assessable", "not_assessable"]
-    summary = pd.DataFrame({"flags": ["vacant;surplus_land", ""], "flag_count": [2, 0]})
-    status, counts, _items = flag_statuses(summary)
-    assert status == ["flagged", "clear"] and counts == [2, 0]
-    assert flag_statuses(pd.DataFrame({"x": [1]}))[0] == ["unassessed"]
+    flags = flag_statuses(frame)
+    assert [SITE_STATUSES[s] for s in flags.status] == [
+        "flagged",
+        "clear",
+        "unassessed",
+        "unassessed",
+    ]
+    assert flags.count.tolist() == [2, 0, 0, 0]
+    assert [status for _label, status, _s in flags.lines(2) or []] == ["not_assessable"] * 2
+    assert flags.lines(0) == [
+        ("Vacant", "flagged", "empty"),
+        ("Poor condition", "flagged", ""),
+    ]
+    assert flags.lines(3) == []
+    summary = pd.DataFrame(
+        {
+            "flags": ["vacant;surplus_land", "", "vacant;surplus_land"],
+            "flag_sentences": ["empty\nno use", "", "empty\nno use"],
+            "flag_count": [2, 0, 2],
+        }
+    )
+    flags = flag_statuses(summary)
+    assert [SITE_STATUSES[s] for s in flags.status] == ["flagged", "clear", "flagged"]
+    assert flags.count.tolist() == [2, 0, 2]
+    assert flags.lines(2) == [("Vacant", "flagged", "empty"), ("Surplus land", "flagged", "no use")]
+    assert flags.lines(1) == []
+    nothing = flag_statuses(pd.DataFrame({"x": [1]}))
+    assert [SITE_STATUSES[s] for s in nothing.status] == ["unassessed"] and nothing.lines(0) is None
 
 
 def test_boundary_figures_by_code_column_equal_the_spatial_join() -> None:
@@ -280,6 +344,57 @@ def test_boundary_figures_by_code_column_equal_the_spatial_join() -> None:
     assert by_code["spare_share_pct"].iloc[1] == pytest.approx(
         sites.loc[~west, "spare_m2"].sum() / sites.loc[~west, "gia_m2"].sum() * 100
     )
+
+
+def test_geojson_geometries_draw_what_the_shapes_are() -> None:
+    square = shapely.Polygon([(0, 0), (4, 0), (4, 4), (0, 4)], [[(1, 1), (2, 1), (2, 2)]])
+    cases = [
+        [shapely.Point(1, 2), shapely.Point(3, 4)],
+        [shapely.LineString([(0, 0), (1, 1)]), shapely.LineString([(2, 2), (3, 3), (4, 5)])],
+        [square, shapely.box(5, 5, 6, 6)],
+        [shapely.MultiPolygon([square, shapely.box(5, 5, 6, 6)]), shapely.box(7, 7, 8, 9)],
+        [shapely.MultiLineString([[(0, 0), (1, 1)], [(2, 2), (3, 3)]])],
+        [shapely.Point(0, 0), shapely.box(0, 0, 1, 1)],  # no shared layout: shape by shape
+    ]
+    for shapes in cases:
+        drawn = _areas._geojson_geometries(np.asarray(shapes, dtype=object))
+        assert len(drawn) == len(shapes)
+        for geometry, shape in zip(drawn, shapes, strict=True):
+            back = shapely.geometry.shape(json.loads(json.dumps(geometry)))
+            assert back.equals(shape) and shapely.get_num_coordinates(back) == (
+                shapely.get_num_coordinates(shape)
+            )
+
+
+def test_simplified_shapes_match_topology_preserving_simplification() -> None:
+    rng = np.random.default_rng(5)
+    hulls = [
+        shapely.MultiPoint(rng.normal(0, 300, (40, 2)) + k * 2_000).convex_hull.buffer(40)
+        for k in range(30)
+    ]
+    # concave, and narrower than the tolerance in places: plain Douglas-Peucker breaks it
+    comb = shapely.Polygon([(0, 0), (10, 0), (10, 1), (1, 1), (1, 1.2), (10, 1.2), (10, 2), (0, 2)])
+    sliver = shapely.box(0, 0, 100, 0.5)  # convex but thinner than the tolerance
+    shapes = np.asarray([*hulls, comb, sliver, shapely.LineString([(0, 0), (5, 0.1), (9, 0)])])
+    ours = _areas._simplified(shapes, 2.0)
+    reference = shapely.simplify(shapes, 2.0, preserve_topology=True)
+    assert shapely.equals(ours, reference).all()
+    assert not shapely.is_empty(ours).any()
+
+
+def test_cluster_hulls_are_one_layer() -> None:
+    sites = synthetic_sites(200)
+    points = np.asarray(sites.geometry.values, dtype=object)
+    hulls = [shapely.MultiPoint(points[k : k + 5].tolist()).convex_hull for k in range(0, 200, 5)]
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": range(1, 41), "n_sites": 5, "organisations": "A;B", "sectors": "nhs"},
+        geometry=hulls,
+        crs=sites.crs,
+    )
+    html = render(maps.sites_map(sites, clusters=clusters))
+    assert html.count("L.geoJson(") == 1
+    data = re.search(r"_add\((\{\"features\".*?)\);\n", html)
+    assert data and len(json.loads(data.group(1))["features"]) == 40
 
 
 def test_maps_do_not_change_their_input() -> None:

@@ -42,6 +42,8 @@ pytestmark = pytest.mark.browser
 log = logging.getLogger(__name__)
 SCREENSHOTS = ROOT / "maps" / "screenshots"
 TEMPLATE_BREAK = "`${window.__pwned=3}`"
+#: Jinja2 syntax: Branca reads rendered output as a template again (estates.maps._render)
+TEMPLATE_TAGS = "{{ 7*7 }} {% if true %}x{% endif %} {#"
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +220,31 @@ def test_a_site_named_like_html_shows_as_text(browser, tmp_path: Path, fast_thre
         assert page.evaluate("typeof window.__pwned") == "undefined"
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
         assert_clean(log_)
+
+
+def test_both_paths_show_the_same_popup(browser, tmp_path: Path) -> None:
+    """The Folium path's popup HTML and the fast path's ``buildPopup`` say the same thing."""
+    sites = synthetic_sites(60, evil_every=9)
+    sites.loc[sites.index[1], "name"] = TEMPLATE_TAGS
+    sites.loc[sites.index[2], "reason_vacant"] = TEMPLATE_TAGS
+    sites.loc[sites.index[2], "flag_vacant"] = "flagged"
+    sites.loc[sites.index[3], ["gia_m2", "address"]] = [float("nan"), None]
+    texts: dict[str, list[str]] = {}
+    picked = [int(sites["site_id"].iloc[k]) for k in (0, 1, 2, 3, 17)]
+    for kind, threshold in (("folium", 1_000), ("fast", 0)):
+        path = tmp_path / f"{kind}.html"
+        assert maps.save_map(maps.sites_map(sites, fast_threshold=threshold), path)[
+            "fast_path"
+        ] is (threshold == 0)
+        with open_map(browser, path) as (page, log_):
+            goto_map(page, path)
+            texts[kind] = [click_site(page, site_id) for site_id in picked]
+            assert popup_title(page, picked[-1]) == sites["name"].iloc[17]
+            assert page.evaluate("typeof window.__pwned") == "undefined"
+            assert_clean(log_)
+    assert texts["fast"] == texts["folium"]
+    assert TEMPLATE_TAGS in texts["fast"][1] and TEMPLATE_TAGS in texts["fast"][2]
+    assert "Vacant (flagged): " + TEMPLATE_TAGS in texts["fast"][2]
 
 
 # -- large estate --------------------------------------------------------------------------------

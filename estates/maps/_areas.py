@@ -9,6 +9,7 @@ page small.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,36 +23,99 @@ from branca.colormap import LinearColormap
 
 from estates.maps import _style
 from estates.maps._escape import html_text, plain
-from estates.maps._model import located_mask, require_frame
+from estates.maps._model import located_mask, require_frame, wgs84_transformer
+from estates.maps._render import RawMacroElement
 
 log = logging.getLogger(__name__)
 
 Bounds = list[list[float]]
 
 
+class GeoJsonLayer(folium.GeoJson, RawMacroElement):
+    """A Folium ``GeoJson`` layer whose script (the whole GeoJSON) is placed as it is.
+
+    Rendered through Branca's default path, the national map's 4,406 cluster hulls
+    (about 4 MB of GeoJSON) would be compiled as a Jinja2 template (see :mod:`._render`).
+    """
+
+
+def _simplified(geoms: np.ndarray, tolerance_m: float) -> np.ndarray:
+    """Simplified shapes: what topology-preserving simplification gives, faster.
+
+    On a convex polygon (every co-location hull) plain Douglas-Peucker keeps the same
+    vertices, about ten times faster; every other shape, and any polygon that plain
+    Douglas-Peucker would collapse, gets the topology-preserving kind.
+    """
+    polygon = shapely.get_type_id(geoms) == shapely.GeometryType.POLYGON
+    convex = polygon & np.isclose(
+        shapely.area(geoms), shapely.area(shapely.convex_hull(geoms)), rtol=1e-9, atol=0.0
+    )
+    out = np.empty(len(geoms), dtype=object)
+    out[convex] = shapely.simplify(geoms[convex], tolerance_m, preserve_topology=False)
+    careful = ~convex | (shapely.is_empty(out) & ~shapely.is_empty(geoms))
+    out[careful] = shapely.simplify(geoms[careful], tolerance_m, preserve_topology=True)
+    return out
+
+
+_GEOJSON_TYPES = {
+    shapely.GeometryType.POINT: "Point",
+    shapely.GeometryType.LINESTRING: "LineString",
+    shapely.GeometryType.POLYGON: "Polygon",
+    shapely.GeometryType.MULTIPOINT: "MultiPoint",
+    shapely.GeometryType.MULTILINESTRING: "MultiLineString",
+    shapely.GeometryType.MULTIPOLYGON: "MultiPolygon",
+}
+
+
+def _geojson_geometries(geoms: np.ndarray) -> list[dict[str, Any]]:
+    """GeoJSON geometries cut from one coordinate list, not built shape by shape.
+
+    Polygons mixed with multipolygons all become multipolygons (same drawing); other
+    mixtures of types take the slow path.
+    """
+    try:
+        kind, coords, offsets = shapely.to_ragged_array(geoms)
+    except ValueError:  # geometry types that share no ragged layout
+        return [shapely.geometry.mapping(g) for g in geoms]
+    nested: list[Any] = coords.tolist()
+    for level in offsets:  # innermost first: rings, then polygons, then multipolygons
+        cuts = level.tolist()
+        nested = [nested[a:b] for a, b in itertools.pairwise(cuts)]
+    return [{"type": _GEOJSON_TYPES[kind], "coordinates": c} for c in nested]
+
+
 def _features(
     frame: gpd.GeoDataFrame, properties: Sequence[dict[str, Any]], *, simplify_m: float = 0.0
 ) -> tuple[dict[str, Any], Bounds | None]:
-    """A GeoJSON FeatureCollection (EPSG:4326) of ``frame`` with the given properties."""
+    """A GeoJSON FeatureCollection (EPSG:4326) of ``frame`` with the given properties.
+
+    Coordinates are reprojected and rounded to 6 decimals in one pass.
+    """
     geoms = np.asarray(frame.geometry.values, dtype=object)
     keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    geoms = geoms[keep]
     if simplify_m > 0:
-        geoms = np.where(keep, shapely.simplify(geoms, simplify_m, preserve_topology=True), geoms)
-    wgs = gpd.GeoSeries(geoms, crs=frame.crs).to_crs(4326)
-    rounded = shapely.transform(np.asarray(wgs.values, dtype=object), lambda xy: np.round(xy, 6))
+        geoms = _simplified(geoms, simplify_m)
+    transformer = wgs84_transformer(frame.crs)
+
+    def to_wgs84(xy: np.ndarray) -> np.ndarray:
+        lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.round(np.column_stack([lon, lat]), 6)
+
+    rounded = shapely.transform(geoms, to_wgs84)
+    shapes = _geojson_geometries(rounded) if len(rounded) else []
     features = [
         {
             "type": "Feature",
             "id": str(i),
             "properties": properties[i],
-            "geometry": shapely.geometry.mapping(rounded[i]),
+            "geometry": shape,
         }
-        for i in range(len(frame))
-        if keep[i]
+        for i, shape in zip(np.flatnonzero(keep).tolist(), shapes, strict=True)
     ]
     bounds = None
-    if keep.any():
-        minx, miny, maxx, maxy = shapely.total_bounds(rounded[keep])
+    if len(rounded):
+        minx, miny, maxx, maxy = shapely.total_bounds(rounded)
         bounds = [[float(miny), float(minx)], [float(maxy), float(maxx)]]
     return {"type": "FeatureCollection", "features": features}, bounds
 
@@ -153,7 +217,7 @@ def boundary_figures(boundaries: gpd.GeoDataFrame, sites: gpd.GeoDataFrame) -> p
 
 def boundary_layer(
     boundaries: gpd.GeoDataFrame, sites: gpd.GeoDataFrame, measure: str
-) -> tuple[folium.GeoJson, str, Bounds | None]:
+) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """The footprint boundaries as a choropleth of spare m2 or of the spare share of GIA."""
     require_frame(boundaries, "boundaries", ("code", "geometry"))
     if measure not in ("spare_m2", "spare_share"):
@@ -187,7 +251,7 @@ def boundary_layer(
         )
     data, bounds = _features(boundaries, properties, simplify_m=10.0)
     caption = "Spare floor area (m²)" if measure == "spare_m2" else "Spare share of floor area"
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name=f"Boundaries: {caption.lower()}",
         style_function=_style_from_properties("#444444", 1.5),
@@ -233,7 +297,7 @@ def boundary_layer(
 # -- co-location clusters --------------------------------------------------------------------
 
 
-def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Bounds | None]:
+def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """Co-location clusters as padded hull polygons with their combined figures."""
     require_frame(clusters, "clusters", ("cluster_id", "geometry"))
 
@@ -283,7 +347,7 @@ def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Boun
     padded["geometry"] = clusters.geometry.buffer(40)  # keeps edge markers inside the hull
     padded = gpd.GeoDataFrame(padded, geometry="geometry", crs=clusters.crs)
     data, bounds = _features(padded, properties, simplify_m=2.0)
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name="Co-location clusters",
         style_function=_style_from_properties(_style.CLUSTER_COLOUR, 2, dash="6 4"),
@@ -317,7 +381,7 @@ def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[folium.GeoJson, str, Boun
 
 def flow_layer(
     flows: gpd.GeoDataFrame, sites: gpd.GeoDataFrame
-) -> tuple[folium.GeoJson, str, Bounds | None]:
+) -> tuple[GeoJsonLayer, str, Bounds | None]:
     """Lines from each released site to where its floor area goes, width by m2."""
     require_frame(flows, "scenario flows", ("from_site_id", "to_site_id", "floor_area_m2"))
     names = dict(zip(sites["site_id"].tolist(), sites["name"].tolist(), strict=True))
@@ -355,7 +419,7 @@ def flow_layer(
             }
         )
     data, bounds = _features(frame, properties)
-    layer = folium.GeoJson(
+    layer = GeoJsonLayer(
         data,
         name="Floor area moves",
         style_function=lambda f: {
@@ -387,7 +451,7 @@ def flow_layer(
     return layer, legend, bounds
 
 
-def access_layers(access: gpd.GeoDataFrame) -> tuple[list[folium.GeoJson], str, Bounds | None]:
+def access_layers(access: gpd.GeoDataFrame) -> tuple[list[GeoJsonLayer], str, Bounds | None]:
     """Access change by small area: one choropleth of the distance increase per sector."""
     require_frame(access, "scenario access", ("code", "geometry"))
     increase_all = (
@@ -432,7 +496,7 @@ def access_layers(access: gpd.GeoDataFrame) -> tuple[list[folium.GeoJson], str, 
         bounds = bounds or part_bounds
         label = _style.SECTORS.get(sector, (plain(sector), ""))[0]
         layers.append(
-            folium.GeoJson(
+            GeoJsonLayer(
                 data,
                 name=f"Access change: nearest {label} site" if sector != "all" else "Access change",
                 show=k == 0,

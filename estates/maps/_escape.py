@@ -7,10 +7,14 @@ functions, never by string formatting:
 - :func:`html_text` for text placed in HTML. Besides ``& < > " '`` it also turns the
   characters that are special inside a JavaScript template literal (`` ` ``, ``$``,
   ``\\``) into entities, because Folium copies popup and tooltip HTML into template
-  literals (``$(`...`)``). An entity is harmless in HTML and inert in JavaScript.
+  literals (``$(`...`)``), and a ``{`` that could open a Jinja2 tag (before ``{``,
+  ``%`` or ``#``), because Branca reads the rendered output of Folium's elements as a
+  template once more (see :mod:`estates.maps._render`). An entity is harmless in HTML
+  and inert in JavaScript.
 - :func:`script_json` for data embedded in a ``<script>`` block: JSON with ``<``,
-  ``>``, ``&`` and the two JavaScript line separators as ``\\u`` escapes, so no value
-  can close the script element or start markup. Browser code then puts that data on the
+  ``>``, ``&``, the two JavaScript line separators and a ``{`` before ``{ % #`` as
+  ``\\u`` escapes, so no value can close the script element, start markup or open a
+  Jinja2 tag. Browser code then puts that data on the
   page with ``textContent``, never ``innerHTML``.
 """
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 _HTML_ENTITIES = {
@@ -30,6 +35,11 @@ _HTML_ENTITIES = {
     ord("$"): "&#x24;",
     ord("\\"): "&#x5C;",
 }
+
+#: a "{" that would start a Jinja2 tag ({{ {% {#), also at the end (text is concatenated)
+_TEMPLATE_OPEN = re.compile(r"\{(?=[{%#]|$)")
+
+_TEMPLATE_IN_JSON = re.compile(r"\{(?=[{%#])")
 
 _SCRIPT_ESCAPES = {
     ord("<"): "\\u003c",
@@ -61,8 +71,11 @@ def html_text(value: Any) -> str:
     '&lt;img src=x onerror=&quot;window.__pwned=1&quot;&gt;'
     >>> html_text("`${alert(1)}`")
     '&#x60;&#x24;{alert(1)}&#x60;'
+    >>> html_text("{{ 7*7 }}")
+    '&#x7B;{ 7*7 }}'
     """
-    return plain(value).translate(_HTML_ENTITIES)
+    text = plain(value).translate(_HTML_ENTITIES)
+    return _TEMPLATE_OPEN.sub("&#x7B;", text) if "{" in text else text
 
 
 def json_ready(value: Any) -> Any:
@@ -86,4 +99,6 @@ def script_json(value: Any) -> str:
     '{"name":"\\\\u003c/script\\\\u003e\\\\u003cb\\\\u003e"}'
     """
     text = json.dumps(json_ready(value), ensure_ascii=False, separators=(",", ":"))
-    return text.translate(_SCRIPT_ESCAPES)
+    text = text.translate(_SCRIPT_ESCAPES)
+    # JSON's own braces are followed by '"' or '}', so this only meets braces in strings
+    return _TEMPLATE_IN_JSON.sub(r"\\u007b", text) if "{" in text else text

@@ -8,6 +8,10 @@ once; JSON, gzipped and base64-encoded), which the browser inflates natively
 (``DecompressionStream``) and parses with ``JSON.parse``; the runtime makes plain
 markers that share one icon per symbol, clusters them in chunks and builds each popup
 from the data with ``textContent`` only when it is opened.
+
+Integer columns (ids, coordinates, dictionary codes, flag statuses) travel as one string
+of fixed-width base-64 digits each (:func:`pack_ints`): ``json.dumps`` of a
+500,000-item list of ints takes about 0.1 s, and a national payload has two dozen.
 """
 
 from __future__ import annotations
@@ -18,14 +22,25 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from estates.errors import ConfigurationError
 from estates.maps import _style
-from estates.maps._escape import json_ready
-from estates.maps._model import SitePoints
+from estates.maps._model import LINE_STATUSES, SitePoints, Text
 
 FAST_THRESHOLD_ENV = "ESTATES_MAP_FAST_THRESHOLD"
 DEFAULT_FAST_THRESHOLD = 1_000
 DATA_ELEMENT_ID = "estates-site-data"
+#: payload coordinates are integers in millionths of a degree (about 10 cm)
+COORDINATE_SCALE = 1_000_000
+#: base-64 digits of packed integer columns (URL-safe: nothing in them needs escaping)
+INT_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_DIGIT_BYTES = np.frombuffer(INT_DIGITS.encode("ascii"), dtype=np.uint8)
+_DIGIT_VALUES = {c: k for k, c in enumerate(INT_DIGITS)}
+#: gzip level of the payload. Measured on the 500,000-site national map (65 MB of JSON):
+#: level 1 takes 0.5 s for 17.7 MB of base64, level 6 1.9 s for 16.0 MB, level 9 6 s
+#: for 15.6 MB
+COMPRESS_LEVEL = 1
 
 
 def resolve_fast_threshold(value: int | None = None) -> int:
@@ -54,76 +69,122 @@ def resolve_fast_threshold(value: int | None = None) -> int:
     return parsed
 
 
-def _encode_column(label: str, values: list[str]) -> dict[str, Any]:
-    """A popup column, dictionary-encoded when its values repeat (types, tenures, orgs)."""
-    uniques: dict[str, int] = {}
-    codes = [uniques.setdefault(v, len(uniques)) for v in values]
-    if len(uniques) * 2 <= len(values):
-        return {"label": label, "dict": list(uniques), "codes": codes}
-    return {"label": label, "values": values}
+def text_json(text: Text) -> dict[str, Any]:
+    """A text column: a dictionary and a code per site when values repeat, else the values.
+
+    With a single value there are no codes at all (the runtime reads ``dict[0]``).
+    """
+    if len(text.uniques) == 1 and len(text) > 1:
+        return {"dict": text.uniques}
+    if len(text.uniques) * 2 <= len(text):
+        return {"dict": text.uniques, "codes": text.codes}
+    return {"values": text.tolist()}
+
+
+def text_at(column: dict[str, Any], i: int) -> str:
+    """Site ``i``'s value in a :func:`text_json` column (what the runtime's ``textAt`` does)."""
+    if "values" in column:
+        return str(column["values"][i])
+    return str(column["dict"][column["codes"][i] if "codes" in column else 0])
 
 
 def payload(points: SitePoints, group_keys: list[str]) -> dict[str, Any]:
-    """The fast path's data: everything a popup shows, as columns."""
-    symbol_keys = list(points.symbols)
-    symbol_index = {key: i for i, key in enumerate(symbol_keys)}
+    """The fast path's data: everything a popup shows, as columns built from the frame's.
+
+    Coordinates travel as integers in millionths of a degree (``scale``): the same
+    6-decimal values as the Folium path, in fewer characters.
+    """
     group_index = {key: i for i, key in enumerate(group_keys)}
-    flag_labels = list(_style.FLAGS.values())
-    flag_label_index = {label: i for i, label in enumerate(flag_labels)}
-    statuses = list(_style.FLAG_STATUSES)
-    flags: list[list[list[Any]] | None] = []
-    for items in points.flags:
-        if items is None:
-            flags.append(None)
-            continue
-        encoded = []
-        for item in items:
-            if item.label not in flag_label_index:
-                flag_label_index[item.label] = len(flag_labels)
-                flag_labels.append(item.label)
-            encoded.append(
-                [flag_label_index[item.label], statuses.index(item.status), item.sentence]
-            )
-        flags.append(encoded)
+    groups = np.asarray([group_index[g] for g in points.group.uniques], dtype=np.int64)
+    columns = points.flags.columns
     return {
         "id": points.site_id,
-        "lat": points.lat,
-        "lon": points.lon,
-        "group": [group_index[g] for g in points.group],
-        "symbol": [symbol_index[s] for s in points.symbol],
-        "symbols": [
-            {"svg": points.symbols[k].svg, "size": points.symbols[k].size} for k in symbol_keys
-        ],
-        "title": points.title,
+        "scale": COORDINATE_SCALE,
+        "lat": np.rint(points.lat * COORDINATE_SCALE).astype(np.int64),
+        "lon": np.rint(points.lon * COORDINATE_SCALE).astype(np.int64),
+        "group": groups[points.group.codes],
+        "symbol": points.symbol,
+        "symbols": [{"svg": s.svg, "size": s.size} for s in points.symbols],
+        "title": points.title.tolist(),
         "search": points.search,
-        "flagged": [1 if f else 0 for f in points.flagged],
-        "rows": [_encode_column(label, points.values[k]) for k, label in enumerate(points.labels)],
-        "flags": flags,
-        "flagLabels": flag_labels,
-        "flagStatuses": statuses,
-        "flagStatusLabels": [_style.FLAG_STATUSES[s] for s in statuses],
+        "flagged": points.flagged.astype(np.int8),
+        "rows": [{"label": label, **text_json(text)} for label, text in points.rows],
+        "flags": None
+        if columns is None
+        else [
+            {
+                "label": text_json(c.label),
+                "status": c.status,
+                "sentence": text_json(c.sentence),
+            }
+            for c in columns
+        ],
+        "flagStatuses": list(LINE_STATUSES),
+        "flagStatusLabels": [_style.FLAG_STATUSES[s] for s in LINE_STATUSES],
         "notAssessed": _style.NOT_ASSESSED,
     }
 
 
-def pack(data: dict[str, Any]) -> str:
-    """JSON, gzipped, base64: about a fifth of the JSON's size, and only ``[A-Za-z0-9+/=]``.
+def pack_ints(values: np.ndarray) -> dict[str, Any]:
+    """Integers as one string of fixed-width base-64 digits, after subtracting the least.
 
-    Flag sentences repeat their wording from site to site, so they compress well; the
-    base64 alphabet cannot form markup, so the payload needs no further escaping.
+    Vectorised, so a 500,000-item column costs milliseconds; the runtime reads it back
+    into a typed array.
     """
-    try:  # the payload is built from strings and finite numbers: the fast way first
-        raw = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        raw = json.dumps(json_ready(data), ensure_ascii=False, separators=(",", ":"))
-    return base64.b64encode(gzip.compress(raw.encode("utf-8"), compresslevel=6, mtime=0)).decode(
-        "ascii"
-    )
+    numbers = np.asarray(values, dtype=np.int64).reshape(-1)
+    offset = int(numbers.min()) if len(numbers) else 0
+    span = numbers - offset
+    width = max(1, (int(span.max()).bit_length() + 5) // 6) if len(numbers) else 1
+    digits = np.empty((len(numbers), width), dtype=np.uint8)
+    for k in range(width):
+        digits[:, width - 1 - k] = _DIGIT_BYTES[(span >> (6 * k)) & 63]
+    return {"ints": digits.tobytes().decode("ascii"), "width": width, "offset": offset}
+
+
+def unpack_ints(column: dict[str, Any]) -> list[int]:
+    """The inverse of :func:`pack_ints` (what the runtime's ``ints`` does)."""
+    text, width, offset = column["ints"], int(column["width"]), int(column["offset"])
+    out = []
+    for start in range(0, len(text), width):
+        value = 0
+        for char in text[start : start + width]:
+            value = value * 64 + _DIGIT_VALUES[char]
+        out.append(value + offset)
+    return out
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biu":
+        return pack_ints(value)
+    raise TypeError(f"payload holds a {type(value).__name__}, which has no JSON form")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if isinstance(value.get("ints"), str):
+            return unpack_ints(value)
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return [_decode(v) for v in value]
+    return value
+
+
+def pack(data: dict[str, Any]) -> str:
+    """JSON, deflated (gzip), base64: only ``[A-Za-z0-9+/=]``, so nothing to escape.
+
+    Flag sentences and organisations are stored once each, and what repeats from site
+    to site (dictionary codes, statuses) deflates well.
+    """
+    # ASCII JSON (non-ASCII as \u escapes): as fast to write, and quicker to encode
+    raw = json.dumps(data, separators=(",", ":"), allow_nan=False, default=_encode)
+    packed = gzip.compress(raw.encode("ascii"), compresslevel=COMPRESS_LEVEL, mtime=0)
+    return base64.b64encode(packed).decode("ascii")
 
 
 def unpack(text: str) -> dict[str, Any]:
-    """The inverse of :func:`pack` (for tests and for tools that read a saved map)."""
-    return dict(json.loads(gzip.decompress(base64.b64decode(text)).decode("utf-8")))
+    """The inverse of :func:`pack`, integer columns as lists (for tests and for tools)."""
+    data = json.loads(gzip.decompress(base64.b64decode(text)).decode("utf-8"))
+    return dict(_decode(data))
 
 
 def payload_html(points: SitePoints, group_keys: list[str]) -> str:

@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import folium
+import numpy as np
 from folium import plugins
 
 from estates.maps import _fast, _style
 from estates.maps._escape import html_text
 from estates.maps._model import SitePoints, popup_html
+from estates.maps._render import RawDivIcon, RawMarker, RawPopup, RawTooltip
 from estates.maps._runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -113,36 +115,39 @@ def add_site_layers(
     m.add_child(cluster)
     subgroups = []
     for group in groups:
-        subgroup = plugins.FeatureGroupSubGroup(cluster, name=group.label, show=False)
+        # layer names reach the layer control's innerHTML (and a pooling role may be data)
+        subgroup = plugins.FeatureGroupSubGroup(cluster, name=html_text(group.label), show=False)
         m.add_child(subgroup)
         subgroups.append(subgroup)
     keys = [g.key for g in groups]
     if fast:
         return cluster, subgroups, _fast.payload_html(points, keys)
     index = {key: i for i, key in enumerate(keys)}
+    lat, lon, ids = points.lat.tolist(), points.lon.tolist(), points.site_id.tolist()
+    flagged, symbol_of = points.flagged.tolist(), points.symbol.tolist()
     for i in range(len(points)):
-        symbol = points.symbols[points.symbol[i]]
-        icon = folium.DivIcon(
+        symbol = points.symbols[symbol_of[i]]
+        icon = RawDivIcon(
             html=symbol.svg,
             icon_size=(symbol.size, symbol.size),
             icon_anchor=(symbol.anchor, symbol.anchor),
             popup_anchor=(0, -symbol.anchor),
             class_name="estates-marker",
         )
-        marker = folium.Marker(
-            location=[points.lat[i], points.lon[i]],
+        marker = RawMarker(
+            location=[lat[i], lon[i]],
             icon=icon,
-            popup=folium.Popup(
+            popup=RawPopup(
                 popup_html(points, i),
                 lazy=True,
                 max_width=400,
                 min_width=240,
                 auto_pan_padding_top_left=POPUP_PAN_PADDING,
             ),
-            tooltip=folium.Tooltip(html_text(points.title[i])),
-            site_id=points.site_id[i],
+            tooltip=RawTooltip(html_text(points.title[i])),
+            site_id=ids[i],
             search_name=points.search[i],
-            flagged=points.flagged[i],
+            flagged=flagged[i],
         )
         subgroups[index[points.group[i]]].add_child(marker)
     return cluster, subgroups, ""
@@ -199,7 +204,8 @@ def finish(
         "siteCount": len(points),
         "groups": [{"key": g.key, "label": g.label, "show": g.show} for g in groups],
         "data": _fast.DATA_ELEMENT_ID if fast else None,
-        "flagFilter": flag_filter if flag_filter and any(points.flagged) else None,
+        "intDigits": _fast.INT_DIGITS,
+        "flagFilter": flag_filter if flag_filter and bool(points.flagged.any()) else None,
         "search": True,
         "attribution": [html_text(line) for line in attribution],
         "controls": [{"id": element_id, "position": position} for element_id, position in controls],
@@ -244,10 +250,13 @@ def finish(
     return m
 
 
-def bounds_of(lat: Sequence[float], lon: Sequence[float]) -> list[list[float]] | None:
+def bounds_of(lat: np.ndarray, lon: np.ndarray) -> list[list[float]] | None:
     if not len(lat):
         return None
-    return [[min(lat), min(lon)], [max(lat), max(lon)]]
+    return [
+        [float(np.min(lat)), float(np.min(lon))],
+        [float(np.max(lat)), float(np.max(lon))],
+    ]
 
 
 def merge_bounds(*boxes: list[list[float]] | None) -> list[list[float]] | None:

@@ -26,6 +26,7 @@ from folium.plugins import Search
 from folium.template import Template
 
 from estates.maps._escape import script_json
+from estates.maps._render import RawMacroElement
 
 RUNTIME_JS = r"""
 function estatesRuntime(map, cluster, control, layers, config) {
@@ -69,42 +70,53 @@ function estatesRuntime(map, cluster, control, layers, config) {
       return L.divIcon({html: s.svg, className: "estates-marker", iconSize: [s.size, s.size],
                         iconAnchor: [s.size / 2, s.size / 2], popupAnchor: [0, -s.size / 2]});
     });
-    var value = function (row, i) { return row.dict ? row.dict[row.codes[i]] : row.values[i]; };
+    // a text column: every value, or a dictionary with a code per site (no codes: one value)
+    var textAt = function (c) {
+      if (c.values) { return function (i) { return c.values[i]; }; }
+      if (!c.codes) { return function () { return c.dict[0]; }; }
+      return function (i) { return c.dict[c.codes[i]]; };
+    };
+    var rows = d.rows.map(function (r) { return {label: r.label, at: textAt(r)}; });
+    var flagColumns = d.flags === null ? null : d.flags.map(function (f) {
+      return {label: textAt(f.label), status: f.status, sentence: textAt(f.sentence)};
+    });
     var buildPopup = function (i) {
       var root = document.createElement("div");
       root.className = "estates-popup";
       root.setAttribute("data-site-id", String(d.id[i]));
       root.appendChild(text("h4", d.title[i]));
       var table = document.createElement("table");
-      d.rows.forEach(function (row) {
+      rows.forEach(function (row) {
         var tr = table.insertRow();
         tr.appendChild(text("th", row.label));
-        tr.appendChild(text("td", value(row, i)));
+        tr.appendChild(text("td", row.at(i)));
       });
       root.appendChild(table);
-      var flags = d.flags[i];
-      if (flags === null) {
+      if (flagColumns === null) {
         root.appendChild(text("p", "Flags: " + d.notAssessed, "estates-flags-none"));
-      } else if (!flags.length) {
-        root.appendChild(text("p", "Flags: none applicable", "estates-flags-none"));
-      } else {
-        var ul = document.createElement("ul");
-        flags.forEach(function (f) {
-          var li = document.createElement("li");
-          li.className = "estates-flag-" + d.flagStatuses[f[1]];
-          li.appendChild(text("b", d.flagLabels[f[0]]));
+        return root;
+      }
+      var ul = document.createElement("ul");
+      // flagged lines first, then passes, then not assessable (the order of d.flagStatuses)
+      d.flagStatuses.forEach(function (status, s) {
+        flagColumns.forEach(function (f) {
+          if (f.status[i] !== s) { return; }
+          var li = document.createElement("li"), sentence = f.sentence(i);
+          li.className = "estates-flag-" + status;
+          li.appendChild(text("b", f.label(i)));
           li.appendChild(document.createTextNode(
-            " (" + d.flagStatusLabels[f[1]].toLowerCase() + ")" + (f[2] ? ": " + f[2] : "")));
+            " (" + d.flagStatusLabels[s].toLowerCase() + ")" + (sentence ? ": " + sentence : "")));
           ul.appendChild(li);
         });
-        root.appendChild(ul);
-      }
+      });
+      root.appendChild(ul.childNodes.length ? ul :
+        text("p", "Flags: none applicable", "estates-flags-none"));
       return root;
     };
     var popupFor = function (k) { return function () { return buildPopup(k); }; };
     var perGroup = em.groups.map(function () { return []; });
     for (var i = 0; i < d.id.length; i++) {
-      var marker = L.marker([d.lat[i], d.lon[i]], {
+      var marker = L.marker([d.lat[i] / d.scale, d.lon[i] / d.scale], {
         icon: icons[d.symbol[i]], title: d.title[i], alt: d.title[i], siteId: d.id[i],
         searchName: d.search[i], flagged: d.flagged[i] === 1
       });
@@ -116,6 +128,32 @@ function estatesRuntime(map, cluster, control, layers, config) {
     });
     em.timings.markers = performance.now();
   };
+  // integer columns: fixed-width base-64 digits (estates.maps._fast.pack_ints)
+  var digitValue = new Int32Array(128);
+  for (var dk = 0; dk < config.intDigits.length; dk++) { digitValue[config.intDigits.charCodeAt(dk)] = dk; }
+  var ints = function (c) {
+    var s = c.ints, w = c.width, n = s.length / w, p = 0;
+    var out = (c.offset >= -2147483648 && c.offset + Math.pow(64, w) <= 2147483647) ?
+      new Int32Array(n) : new Float64Array(n);
+    for (var i = 0; i < n; i++) {
+      var v = 0;
+      for (var j = 0; j < w; j++) { v = v * 64 + digitValue[s.charCodeAt(p++)]; }
+      out[i] = v + c.offset;
+    }
+    return out;
+  };
+  var inflateInts = function (v) {
+    if (v === null || typeof v !== "object") { return v; }
+    if (Array.isArray(v)) {
+      if (v.length && v[0] !== null && typeof v[0] === "object") {
+        for (var a = 0; a < v.length; a++) { v[a] = inflateInts(v[a]); }
+      }
+      return v;
+    }
+    if (typeof v.ints === "string") { return ints(v); }
+    Object.keys(v).forEach(function (key) { v[key] = inflateInts(v[key]); });
+    return v;
+  };
   var unpack = function (element) {
     // gzip + base64: a fifth of the size of the JSON; the browser inflates it natively
     var binary = atob(element.textContent.trim());
@@ -124,7 +162,7 @@ function estatesRuntime(map, cluster, control, layers, config) {
     var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
     return new Response(stream).text().then(function (json) {
       em.timings.inflated = performance.now();
-      var d = JSON.parse(json);
+      var d = inflateInts(JSON.parse(json));
       em.timings.parsed = performance.now();
       return d;
     });
@@ -288,11 +326,12 @@ function estatesRuntime(map, cluster, control, layers, config) {
 """
 
 
-class Runtime(JSCSSMixin):
+class Runtime(JSCSSMixin, RawMacroElement):
     """Adds the runtime, its configuration, the page CSS and static panels to a map.
 
     Add it to the map *after* the layer control so its script runs last. It brings the
-    leaflet-search plugin (the same files Folium's ``Search`` plugin loads).
+    leaflet-search plugin (the same files Folium's ``Search`` plugin loads). Its output
+    (which carries the fast path's payload) is placed as it is (:mod:`._render`).
     """
 
     default_js = list(Search.default_js)  # noqa: RUF012 (Folium's own attribute)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from estates.maps import _areas, _fast, _page, _style
 from estates.maps._escape import html_text, plain
-from estates.maps._model import require_frame, site_points
+from estates.maps._model import Text, column_values, require_frame, site_points
 
 log = logging.getLogger(__name__)
 
@@ -34,30 +34,33 @@ def _get(scenario: Any, name: str) -> Any:
     return getattr(scenario, name, None)
 
 
-def _roles(frame: pd.DataFrame) -> list[str]:
-    if "role" not in frame.columns:
-        return ["retained"] * len(frame)
-    return [plain(r).strip() or "retained" for r in frame["role"].tolist()]
+def _roles(frame: pd.DataFrame) -> Text:
+    roles = column_values(frame, "role")
+    if roles is None:
+        return Text.constant("retained", len(frame))
+    return Text.of(roles, lambda r: plain(r).strip() or "retained")
 
 
 def _role_label(role: str) -> str:
     return _style.ROLES[role][0] if role in _style.ROLES else role.replace("_", " ").capitalize()
 
 
-def _role_symbols(
-    frame: pd.DataFrame, _status: list[str], _counts: list[int]
-) -> tuple[list[str], dict[str, _style.Symbol]]:
-    keys = _roles(frame)
-    return keys, {key: _style.role_symbol(key) for key in dict.fromkeys(keys)}
+def _role_symbol(role: str, _status: str, _flag_count: int) -> _style.Symbol:
+    return _style.role_symbol(role)
 
 
-def _role_rows(frame: pd.DataFrame) -> list[tuple[str, list[str]]]:
-    reasons = (
-        [plain(r).strip() or _style.NOT_KNOWN for r in frame["pool_reason"].tolist()]
-        if "pool_reason" in frame.columns
-        else [_style.NOT_ASSESSED] * len(frame)
+def _role_rows(frame: pd.DataFrame) -> list[tuple[str, Text]]:
+    reasons = column_values(frame, "pool_reason")
+    why = (
+        Text.constant(_style.NOT_ASSESSED, len(frame))
+        if reasons is None
+        else Text.of(reasons, lambda r: plain(r).strip() or _style.NOT_KNOWN)
     )
-    return [("Why", reasons), ("Role in scenario", [_role_label(r) for r in _roles(frame)])]
+    roles = _roles(frame)
+    return [
+        ("Why", why),
+        ("Role in scenario", Text.merged(roles.codes, [_role_label(r) for r in roles.uniques])),
+    ]
 
 
 def _figure(value: Any, fmt: Any) -> str:
@@ -166,9 +169,9 @@ def pooling_map(
     if sites is None:
         raise ValueError("the pooling scenario has no .sites frame to draw")
     require_frame(sites, "scenario sites", ("site_id", "name"))
-    points = site_points(sites, group_of=_roles, symbol_of=_role_symbols, extra_rows=_role_rows)
+    points = site_points(sites, group_of=_roles, symbol_of=_role_symbol, extra_rows=_role_rows)
     # Cluster bubbles badge the sites they hide; here what matters is how many close.
-    points.flagged = [group == "released" for group in points.group]
+    points.flagged = points.group.test(lambda role: role == "released")
     threshold = _fast.resolve_fast_threshold(fast_threshold)
     fast = len(points) > threshold
     order = [r for r in _style.ROLES if points.group_counts.get(r)] + [

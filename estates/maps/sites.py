@@ -9,7 +9,7 @@ import geopandas as gpd
 import pandas as pd
 
 from estates.maps import _areas, _fast, _page, _style
-from estates.maps._model import SitePoints, require_frame, site_points
+from estates.maps._model import SitePoints, Text, require_frame, site_points
 
 log = logging.getLogger(__name__)
 
@@ -19,21 +19,8 @@ UNCLUSTERED_ZOOM = 16
 SITE_COLUMNS = ("site_id", "name", "sector")
 
 
-def _sector_groups(frame: pd.DataFrame) -> list[str]:
-    return [_style.sector_of(s) for s in frame["sector"].tolist()]
-
-
-def _sector_symbols(
-    frame: pd.DataFrame, status: list[str], counts: list[int]
-) -> tuple[list[str], dict[str, _style.Symbol]]:
-    keys = []
-    symbols: dict[str, _style.Symbol] = {}
-    for sector, state, count in zip(_sector_groups(frame), status, counts, strict=True):
-        key = f"{sector}:{state}:{min(count, 9) if state == 'flagged' else 0}"
-        if key not in symbols:
-            symbols[key] = _style.site_symbol(sector, state, count)
-        keys.append(key)
-    return keys, symbols
+def _sector_groups(frame: pd.DataFrame) -> Text:
+    return Text.of(frame["sector"].to_numpy(dtype=object), _style.sector_of)
 
 
 def _legend_sections(points: SitePoints) -> list[str]:
@@ -66,9 +53,10 @@ def _legend_sections(points: SitePoints) -> list[str]:
 
 def _attribution(sites: pd.DataFrame, boundaries_drawn: bool, extra: Sequence[str]) -> list[str]:
     lines = [_style.DATA_ATTRIBUTION["ogl"]]
-    sectors = set(sites["sector"].astype(str)) if "sector" in sites else set()
-    keys = sites["source_key"].astype(str) if "source_key" in sites else pd.Series(dtype=str)
-    if "nhs" in sectors or keys.str.startswith("eric:").any():
+    nhs = "sector" in sites and bool(sites["sector"].eq("nhs").any())
+    if not nhs and "source_key" in sites:
+        nhs = bool(sites["source_key"].astype(str).str.startswith("eric:").any())
+    if nhs:
         lines.append(_style.DATA_ATTRIBUTION["nhs"])
     if boundaries_drawn:
         lines.append(_style.DATA_ATTRIBUTION["os"])
@@ -122,7 +110,7 @@ def sites_map(
     (240, False)
     """
     require_frame(sites, "sites", SITE_COLUMNS)
-    points = site_points(sites, group_of=_sector_groups, symbol_of=_sector_symbols)
+    points = site_points(sites, group_of=_sector_groups, symbol_of=_style.site_symbol)
     threshold = _fast.resolve_fast_threshold(fast_threshold)
     fast = len(points) > threshold
     groups = [
@@ -151,7 +139,7 @@ def sites_map(
     )
     heading = title or "Public estate"
     subtitle = _page.drawn_note(points).rstrip(".")
-    flagged = sum(points.flagged)
+    flagged = int(points.flagged.sum())
     if any(f"flag_{name}" in sites.columns for name in _style.FLAGS) or "flags" in sites.columns:
         subtitle += f"; {flagged:,} flagged"
     body = _page.title_html(heading, subtitle) + legend + data_html
