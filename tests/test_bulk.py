@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pyogrio
 import pytest
@@ -136,3 +137,33 @@ def test_insert_columns_chunks_and_checks_names(tmp_path: Path) -> None:
             bulk.insert_columns(raw, "sqlite_master", ("name",), (["x"],))
         with pytest.raises(ValueError, match="differ in length"):
             bulk.insert_columns(raw, "postcode", ("postcode", "easting"), (["a"], [1.0, 2.0]))
+
+
+def test_only_sites_sharing_the_files_key_prefix_are_compared(estate: estates.Estate) -> None:
+    """Existing sites are read by the frame's common key prefix; the classification must
+    not depend on it (overlapping prefixes, mixed frames, non-ASCII keys)."""
+    base = demo_sites(n_sites=20)
+    row_of: dict[str, int] = {}
+
+    def keyed(keys: list[str]) -> gpd.GeoDataFrame:
+        """The same demo row for a key every time it is written."""
+        rows = [row_of.setdefault(k, len(row_of)) for k in keys]
+        frame = base.iloc[rows].copy()
+        frame["source_key"] = keys
+        return frame
+
+    first = estate.write_sites(keyed([f"lgtc:a:{i}" for i in range(6)]))
+    assert len(first.inserted) == 6
+    longer = estate.write_sites(keyed([f"lgtc:ab:{i}" for i in range(4)]))  # "lgtc:a" is no match
+    assert len(longer.inserted) == 4
+    accented = estate.write_sites(keyed(["lgtc:é:1", "lgtc:é:2"]))
+    assert len(accented.inserted) == 2
+    mixed = keyed(["lgtc:a:0", "lgtc:ab:1", "lgtc:é:1", "eric:NEW01"])  # no common prefix
+    mixed.loc[mixed.index[0], "name"] = "Changed"
+    result = estate.write_sites(mixed)
+    assert result.updated == ["lgtc:a:0"]
+    assert result.inserted == ["eric:NEW01"]
+    assert sorted(result.unchanged) == ["lgtc:ab:1", "lgtc:é:1"]
+    assert result.site_ids["lgtc:a:0"] == first.site_ids["lgtc:a:0"]
+    again = estate.write_sites(keyed([f"lgtc:a:{i}" for i in range(6)]))
+    assert len(again.inserted) == 0

@@ -242,7 +242,7 @@ def write_sites(
     frame["content_hash"] = content_hash(frame, ["organisation_id", *SITE_FIELDS], geoms).to_numpy()
     frame["batch_id"] = batch_id
 
-    existing = fetch_columns(connection, "SELECT id, source_key, content_hash FROM site")
+    existing = _existing_sites(connection, frame["source_key"].tolist())
     position = pd.Index(existing["source_key"], dtype=object).get_indexer(frame["source_key"])
     is_new = position < 0
     ids = np.zeros(len(frame), dtype=np.int64)
@@ -286,6 +286,39 @@ def write_sites(
             )
     result.site_ids = dict(zip(keys.tolist(), ids.tolist(), strict=True))
     return result
+
+
+def _common_prefix(keys: list[str]) -> str:
+    """The longest text every key starts with (that of the smallest and largest key)."""
+    if not keys:
+        return ""
+    low, high = min(keys), max(keys)
+    n = 0
+    while n < min(len(low), len(high)) and low[n] == high[n]:
+        n += 1
+    return low[:n]
+
+
+def _existing_sites(connection: Connection, keys: list[str]) -> dict[str, list[Any]]:
+    """``id, source_key, content_hash`` of the stored sites that could match ``keys``.
+
+    A file's keys share a prefix (``lgtc:trafford-council:``, ``eric:``): only the stored
+    sites with that prefix are read, so loading one register into a national estate
+    reads that council's rows, not all 500,000 (a range of the ``source_key`` index on
+    the GeoPackage, whose text order is byte order; a prefix test on PostGIS, whose
+    collation may not be).
+    """
+    prefix = _common_prefix(keys)
+    sql = "SELECT id, source_key, content_hash FROM site"
+    if not prefix:
+        return fetch_columns(connection, sql)
+    if is_sqlite(connection):
+        where = " WHERE source_key >= :low AND source_key < :high"
+        return fetch_columns(
+            connection, sql + where, {"low": prefix, "high": prefix + "\U0010ffff"}
+        )
+    where = " WHERE substr(source_key, 1, :n) = :prefix"
+    return fetch_columns(connection, sql + where, {"n": len(prefix), "prefix": prefix})
 
 
 def _differs(
