@@ -26,6 +26,21 @@ _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 _POINT_HEADER = struct.Struct("<2sBBi")  # magic, version, flags, srs_id
 
 
+#: A little-endian 2-D point with no envelope, as :func:`encode` writes it: 29 bytes.
+_POINT_BLOB = np.dtype(
+    [
+        ("magic", "S2"),
+        ("version", "u1"),
+        ("flags", "u1"),
+        ("srs_id", "<i4"),
+        ("order", "u1"),
+        ("type", "<u4"),
+        ("x", "<f8"),
+        ("y", "<f8"),
+    ]
+)
+
+
 def _header(srs_id: int, flags: int) -> bytes:
     return _POINT_HEADER.pack(b"GP", 0, flags, srs_id)
 
@@ -45,14 +60,21 @@ def encode(
         return out
     idx = np.flatnonzero(present)
     valid = geoms[idx]
-    wkb = shapely.to_wkb(valid, byte_order=1, flavor="iso", include_srid=False)
     empty = shapely.is_empty(valid)
     is_point = shapely.get_type_id(valid) == 0
     point_header = _header(srs_id, 0b00000001)
-    if is_point.all() and not empty.any():  # a site layer: one concatenation per point
-        for position, blob in zip(idx.tolist(), wkb.tolist(), strict=True):
-            out[position] = point_header + blob
+    if is_point.all() and not empty.any():  # a site layer: all blobs built at once in numpy
+        records = np.empty(len(idx), dtype=_POINT_BLOB)
+        records["magic"], records["version"], records["flags"] = b"GP", 0, 0b00000001
+        records["srs_id"], records["order"], records["type"] = srs_id, 1, 1
+        xy = shapely.get_coordinates(valid)
+        records["x"], records["y"] = xy[:, 0], xy[:, 1]
+        data = records.tobytes()
+        size = _POINT_BLOB.itemsize
+        for k, position in enumerate(idx.tolist()):
+            out[position] = data[k * size : (k + 1) * size]
         return out
+    wkb = shapely.to_wkb(valid, byte_order=1, flavor="iso", include_srid=False)
     bounds = shapely.bounds(valid)
     empty_header = _header(srs_id, 0b00010001)
     envelope_header = _header(srs_id, 0b00000011)
@@ -73,21 +95,6 @@ def wkb_offset(blob: bytes) -> int:
         raise ValueError("not GeoPackage binary: the blob does not start with 'GP'")
     indicator = (blob[3] >> 1) & 0b111
     return 8 + _ENVELOPE_BYTES.get(indicator, 0)
-
-
-#: A little-endian 2-D point with no envelope, as :func:`encode` writes it: 29 bytes.
-_POINT_BLOB = np.dtype(
-    [
-        ("magic", "S2"),
-        ("version", "u1"),
-        ("flags", "u1"),
-        ("srs_id", "<i4"),
-        ("order", "u1"),
-        ("type", "<u4"),
-        ("x", "<f8"),
-        ("y", "<f8"),
-    ]
-)
 
 
 def _decode_points(blobs: list[Any]) -> np.ndarray | None:

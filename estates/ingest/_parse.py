@@ -84,6 +84,8 @@ def as_objects(values: pd.Series | np.ndarray) -> np.ndarray:
         if isinstance(values, pd.Series)
         else np.asarray(values, dtype=object)
     )
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":
+        return cells  # all text (every column a CSV reader gives): nothing is missing
     missing = pd.isna(cells)
     if missing.any():
         cells = cells.copy()
