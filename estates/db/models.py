@@ -120,7 +120,7 @@ class SiteFootprint(Base):
         ForeignKey("site.id", ondelete="CASCADE"), primary_key=True
     )
     kind: Mapped[str] = mapped_column(Text, primary_key=True)
-    code: Mapped[str] = mapped_column(Text, index=True)
+    code: Mapped[str] = mapped_column(Text)  # no index: see migration 0003
 
 
 class SiteMeasure(Base):
