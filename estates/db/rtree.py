@@ -240,16 +240,19 @@ def put(
     bounds: np.ndarray,
     *,
     remove: np.ndarray | None = None,
+    new: bool = False,
 ) -> None:
     """Index ``ids`` with ``bounds`` (rows of minx, miny, maxx, maxy, as shapely gives them),
     replacing their old entries and dropping those of ``remove`` (e.g. sites that lost
-    their location). Many rows rebuild the whole tree packed; a few go in one by one.
+    their location); ``new`` says there are no old entries to look for. Many rows rebuild
+    the whole tree packed; a few go in one by one.
     """
     name = checked_name(name)
     ids = np.asarray(ids, dtype=np.int64)
     gone = ids if remove is None else np.concatenate([ids, np.asarray(remove, dtype=np.int64)])
     if not _worth_rebuilding(raw, name, len(ids)):
-        raw.executemany(f'DELETE FROM "{name}" WHERE id = ?', [(int(i),) for i in gone])
+        if not new:
+            raw.executemany(f'DELETE FROM "{name}" WHERE id = ?', [(int(i),) for i in gone])
         raw.executemany(
             f'INSERT INTO "{name}" (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)',
             zip(

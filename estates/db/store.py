@@ -385,6 +385,7 @@ def _insert_sites(
             lambda raw: bulk.insert_columns(raw, "site", ["id", *columns, "geom"], values),
             ids,
             geoms,
+            new=True,
         )
         return ids
     staging = _pg_stage(connection, frame, geoms, columns)
@@ -432,6 +433,8 @@ def _sqlite_write_with_rtree(
     write: Callable[[sqlite3.Connection], object],
     ids: np.ndarray,
     geoms: np.ndarray,
+    *,
+    new: bool = False,
 ) -> None:
     """Run a bulk write with the R-tree triggers dropped, then index its rows directly.
 
@@ -447,7 +450,9 @@ def _sqlite_write_with_rtree(
     write(raw)
     bounds = shapely.bounds(geoms)
     located = ~np.isnan(bounds[:, 0])
-    rtree.put(raw, f"rtree_{table}_{column}", ids[located], bounds[located], remove=ids[~located])
+    rtree.put(
+        raw, f"rtree_{table}_{column}", ids[located], bounds[located], remove=ids[~located], new=new
+    )
     for ddl in geopackage.rtree_trigger_ddl(table, column):
         raw.execute(ddl)
 
