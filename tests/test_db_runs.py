@@ -66,6 +66,8 @@ def _awkward(n: int = 60) -> pd.DataFrame:
                 object
             ),
             "when": pd.to_datetime(["2024-01-02T03:04:05"] * (n - 2) + [None, None]),
+            "category": pd.Categorical([None if i % 7 == 0 else i % 3 for i in range(n)]),
+            "ints": pd.Series(list(range(n)), dtype=object),
             "never": [None] * n,
         }
     )
@@ -93,7 +95,7 @@ def test_json_objects_of_rows_with_nothing() -> None:
 
 def _results_frame(site_ids: list[int]) -> pd.DataFrame:
     n = len(site_ids)
-    frame = _awkward(n).drop(columns=["when", "B"])
+    frame = _awkward(n).drop(columns=["when", "B", "category"])
     frame.insert(0, "site_id", site_ids)
     frame["flags"] = ["underused_space" if i % 4 == 0 else "" for i in range(n)]
     frame["all_nan"] = np.nan

@@ -4,8 +4,14 @@ A run is one row of ``analysis_run`` (kind, footprint, period, parameters, code 
 time, summary), its per-site results in ``site_result`` (flags, role and a JSON object
 of the figures and sentences) and its drawn features in ``analysis_feature`` (cluster
 hulls, flow lines, access areas: layer, key, JSON values, geometry in EPSG:27700). So
-any number on a map can be traced to its inputs. Writes are batched ``executemany``
-with bound parameters, inside the caller's transaction.
+any number on a map can be traced to its inputs.
+
+A site's JSON object leaves its null values out (most council sites have no ERIC
+figures), so ``json_extract("values", '$.flag_vacant')`` (SQLite) or
+``"values" ->> 'flag_vacant'`` (PostGIS) is NULL exactly where the value is; the run's
+column list is kept in its summary (:data:`RESULT_COLUMNS`) so the results read back
+with every column. Writes use bound parameters (multi-row ``INSERT`` on SQLite, ``COPY``
+on PostGIS) inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -221,11 +227,11 @@ def _encoder(series: pd.Series, name: str, lead: str) -> _Coded | _ByValue:
             return out
 
         return floats
-    numbers_or_text = pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-    if numbers_or_text or _all_text(series):
-        sample = series.iloc[:_SAMPLE_ROWS]
+    kind = _kind(series)
+    if kind != "other":
         values = series.to_numpy(dtype=object)
-        if numbers_or_text or sample.nunique() <= _DISTINCT_SHARE * len(sample):
+        sample = series.iloc[:_SAMPLE_ROWS]
+        if kind == "number" or sample.nunique() <= _DISTINCT_SHARE * len(sample):
             codes, uniques = pd.factorize(values)
             texts = [prefix + _scalar_json(u) for u in uniques.tolist()]
             return _Coded(codes, np.array([*texts, ""], dtype=object), len(texts))
@@ -233,7 +239,7 @@ def _encoder(series: pd.Series, name: str, lead: str) -> _Coded | _ByValue:
         def strings(start: int, stop: int) -> np.ndarray:
             return np.array(
                 [
-                    prefix + encode_basestring(v) if type(v) is str else ""
+                    prefix + encode_basestring(v) if type(v) is str else _member(prefix, v)
                     for v in values[start:stop].tolist()
                 ],
                 dtype=object,
@@ -243,27 +249,34 @@ def _encoder(series: pd.Series, name: str, lead: str) -> _Coded | _ByValue:
     anything = series.astype(object).to_numpy()
 
     def other(start: int, stop: int) -> np.ndarray:
-        out = np.full(stop - start, "", dtype=object)
-        for i, value in enumerate(anything[start:stop].tolist()):
-            plain = jsonable(value)
-            if plain is not None:
-                out[i] = prefix + json.dumps(
-                    plain, ensure_ascii=False, allow_nan=False, separators=(",", ":")
-                )
-        return out
+        return np.array([_member(prefix, v) for v in anything[start:stop].tolist()], dtype=object)
 
     return other
 
 
-def _all_text(series: pd.Series) -> bool:
-    """Every non-null value is a ``str`` (pandas string columns, object columns of text)."""
-    if pd.api.types.is_string_dtype(series.dtype) and not pd.api.types.is_object_dtype(
-        series.dtype
-    ):
-        return True
-    return pd.api.types.is_object_dtype(series.dtype) and pd.api.types.infer_dtype(
-        series, skipna=True
-    ) in ("string", "empty")
+def _member(prefix: str, value: Any) -> str:
+    """One value's fragment the slow, general way ('' when it is null)."""
+    plain = jsonable(value)
+    if plain is None:
+        return ""
+    return prefix + json.dumps(plain, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _kind(series: pd.Series) -> str:
+    """``number``: integers or booleans only; ``text``: strings only; else ``other``.
+
+    The first two are encoded per distinct value (a text column with many distinct
+    values, value by value); ``other`` (lists, timestamps, mixed objects) value by value.
+    """
+    dtype = series.dtype
+    if pd.api.types.is_integer_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
+        return "number"
+    if pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(series, skipna=True)
+        if inferred in ("integer", "boolean"):
+            return "number"
+        return "text" if inferred in ("string", "empty") else "other"
+    return "text" if pd.api.types.is_string_dtype(dtype) else "other"
 
 
 def _scalar_json(value: Any) -> str:
@@ -349,26 +362,18 @@ def write_site_results(
     parameter processing); PostGIS: ``COPY`` (the same rows, several times faster).
     """
     names = list(dict.fromkeys(c for c in columns if c in sites))
-    n = len(sites)
-    site_ids = sites["site_id"].astype("int64").tolist()
-    flags = sites["flags"].tolist() if "flags" in sites else [None] * n
-    role_list = list(roles) if roles is not None else [None] * n
+    rows = np.empty((len(sites), 5), dtype=object)  # the site_result columns, row by row
+    rows[:, 0] = int(run_id)
+    rows[:, 1] = sites["site_id"].astype("int64").tolist()
+    rows[:, 2] = sites["flags"].tolist() if "flags" in sites else None
+    rows[:, 3] = list(roles) if roles is not None else None
     start = 0
     with _site_result_sink(connection) as write:
         for texts in json_objects(sites, names):
             stop = start + len(texts)
-            write(
-                list(
-                    zip(
-                        itertools.repeat(run_id, stop - start),
-                        site_ids[start:stop],
-                        flags[start:stop],
-                        role_list[start:stop],
-                        texts,
-                        strict=True,
-                    )
-                )
-            )
+            rows[start:stop, 4] = texts
+            write(rows[start:stop])
+            rows[start:stop, 4] = None  # the texts of a batch live only while it is stored
             start = stop
     return names
 
@@ -380,10 +385,8 @@ _ROWS_PER_INSERT = 400
 
 
 @contextmanager
-def _site_result_sink(
-    connection: Connection,
-) -> Iterator[Callable[[list[tuple[Any, ...]]], None]]:
-    """A function that stores rows of ``site_result`` columns, open for one bulk write."""
+def _site_result_sink(connection: Connection) -> Iterator[Callable[[np.ndarray], None]]:
+    """A function that stores rows (an n x 5 object array of ``site_result`` columns)."""
     raw = connection.connection.driver_connection
     assert raw is not None
     if not is_sqlite(connection):
@@ -392,8 +395,8 @@ def _site_result_sink(
             cursor.copy(f"COPY {_SITE_RESULT_COLUMNS} FROM STDIN") as copy,
         ):
 
-            def copy_rows(rows: list[tuple[Any, ...]]) -> None:
-                for row in rows:
+            def copy_rows(rows: np.ndarray) -> None:
+                for row in rows.tolist():
                     copy.write_row(row)
 
             yield copy_rows
@@ -404,14 +407,12 @@ def _site_result_sink(
         marks = ", ".join(["(?, ?, ?, ?, ?)"] * n_rows)
         return f"INSERT INTO {_SITE_RESULT_COLUMNS} VALUES {marks}"
 
-    def insert_rows(rows: list[tuple[Any, ...]]) -> None:
+    def insert_rows(rows: np.ndarray) -> None:
         full = len(rows) - len(rows) % per
-        flat = itertools.chain.from_iterable
-        raw.executemany(
-            statement(per), (tuple(flat(rows[i : i + per])) for i in range(0, full, per))
-        )
+        if full:
+            raw.executemany(statement(per), rows[:full].reshape(-1, per * 5).tolist())
         if full < len(rows):
-            raw.execute(statement(len(rows) - full), tuple(flat(rows[full:])))
+            raw.execute(statement(len(rows) - full), rows[full:].ravel().tolist())
 
     yield insert_rows
 
