@@ -177,10 +177,6 @@ def _periods(sites: pd.DataFrame) -> list[str]:
     return sorted({str(p) for p in sites["period"].dropna()})
 
 
-def _values(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
-    return runs.records(frame, columns)
-
-
 def _store_run(
     estate: Estate,
     *,
@@ -204,18 +200,10 @@ def _store_run(
             code_version=_version(),
         )
         summary["run_id"] = run_id
-        flags = sites["flags"].tolist() if "flags" in sites else [None] * len(sites)
-        runs.write_site_results(
-            connection,
-            run_id,
-            sites["site_id"].astype("int64").tolist(),
-            flags,
-            roles if roles is not None else [None] * len(sites),
-            _values(sites, value_columns),
-        )
+        written = runs.write_site_results(connection, run_id, sites, value_columns, roles=roles)
         for layer, (frame, key) in (layers or {}).items():
             runs.write_features(connection, run_id, layer, frame, key)
-        runs.set_summary(connection, run_id, summary)
+        runs.set_summary(connection, run_id, summary, result_columns=written)
     return run_id
 
 

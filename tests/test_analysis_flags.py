@@ -10,9 +10,15 @@ import pandas as pd
 import pytest
 import shapely
 
-from estates.analysis.flags import FLAG_NAMES, flag_sites
-from estates.analysis.measures import site_measures
-from estates.analysis.settings import load_settings
+from estates.analysis.flags import (
+    FLAG_NAMES,
+    PEER_RULES,
+    flag_sites,
+    flag_statuses,
+    peer_thresholds,
+)
+from estates.analysis.measures import RUNNING_COST_DEFINITION, site_measures
+from estates.analysis.settings import AnalysisSettings, load_settings
 from estates.errors import ConfigurationError
 from tests.analysis_data import (
     eric_number,
@@ -244,3 +250,119 @@ def test_bad_settings_name_the_key(tmp_path: Path, text: str, message: str) -> N
 def test_missing_settings_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def _per_row_sentences(frame: pd.DataFrame, settings: AnalysisSettings) -> dict[str, list[object]]:
+    """Independent: each flagged site's sentence built from its own row (``iloc``), the way
+    the sentences were first written, to hold the column-wise version to its words."""
+    statuses = flag_statuses(frame, settings)
+    rows = frame.reset_index(drop=True)
+    q = settings.peer_quantile
+    peers = {name: peer_thresholds(frame, column, q) for name, column in PEER_RULES.items()}
+
+    def value(row: pd.Series, column: str) -> float:
+        v = row.get(column)
+        return float(v) if v is not None and pd.notna(v) else float("nan")
+
+    def pct(v: float) -> str:
+        text = f"{v:.2f}".rstrip("0")
+        return text + "0" if text.endswith(".") else text
+
+    def sentence(name: str, row: pd.Series) -> str:
+        gia = value(row, "gia_m2")
+        if name == "underused_space":
+            target = f"target <= {pct(settings.underused_space_max_pct)}%"
+            if not np.isnan(value(row, "unutilised_pct")):
+                return (
+                    f"un-utilised {pct(value(row, 'unutilised_pct'))}% of {gia:,.0f} m2 GIA = "
+                    f"{value(row, 'spare_m2'):,.0f} m2 spare; {target}"
+                )
+            return (
+                f"empty {pct(value(row, 'empty_pct'))}% + under-used "
+                f"{pct(value(row, 'underused_pct'))}% of {gia:,.0f} m2 GIA = "
+                f"{value(row, 'spare_m2'):,.0f} m2 spare; {target}"
+            )
+        if name == "vacant":
+            parts = ["council asset recorded as vacant in the asset register"]
+            if gia > 0:
+                parts.append(f"{gia:,.0f} m2 building")
+            if value(row, "land_ha") > 0:
+                parts.append(f"{value(row, 'land_ha'):,.2f} ha land")
+            return "; ".join(parts)
+        if name == "surplus_land":
+            return (
+                f"{value(row, 'land_not_delivering_ha'):,.2f} ha of land not delivering "
+                f"services; target {settings.surplus_land_min_ha:g} ha"
+            )
+        if name == "not_functionally_suitable":
+            return (
+                f"{pct(value(row, 'not_functionally_suitable_pct'))}% of occupied floor area "
+                "not functionally suitable; threshold "
+                f"{pct(settings.not_functionally_suitable_max_pct)}%"
+            )
+        t = peers[name].loc[row["site_type"]]
+        if name == "poor_condition":
+            what = "high + significant risk backlog"
+            amount = value(row, "backlog_high_gbp") + value(row, "backlog_significant_gbp")
+        else:
+            what, amount = RUNNING_COST_DEFINITION, value(row, "running_cost_gbp")
+        words = "top quartile" if q == 0.75 else f"top {100 * (1 - q):g}%"
+        return (
+            f"{what} £{amount:,.0f} = £{value(row, PEER_RULES[name]):,.2f} per m2 of "
+            f"{gia:,.0f} m2 GIA; {words} of {int(t['n'])} '{row['site_type']}' sites is "
+            f"above £{t['threshold']:,.2f} per m2"
+        )
+
+    out: dict[str, list[object]] = {}
+    for name in FLAG_NAMES:
+        out[name] = [
+            sentence(name, rows.iloc[i]) if statuses[name][i] == "flagged" else None
+            for i in range(len(rows))
+        ]
+    return out
+
+
+@pytest.mark.parametrize("which", ["eric", "trafford", "both"])
+def test_sentences_equal_the_per_row_ones_word_for_word(eric: gpd.GeoDataFrame, which: str) -> None:
+    parts = {"eric": [eric], "trafford": [trafford_sites()]}
+    parts["both"] = parts["eric"] + parts["trafford"]
+    sites = gpd.GeoDataFrame(
+        pd.concat(parts[which], ignore_index=True), geometry="geometry", crs="EPSG:27700"
+    )
+    settings = load_settings()
+    flagged = flag_sites(sites, settings)
+    expected = _per_row_sentences(site_measures(sites), settings)
+    counts = 0
+    for name in FLAG_NAMES:
+        got = flagged[f"reason_{name}"].where(flagged[f"flag_{name}"] == "flagged", None)
+        assert got.tolist() == expected[name], name
+        counts += sum(s is not None for s in expected[name])
+    assert counts > (100 if which != "trafford" else 150)
+    joined = [
+        "\n".join(str(expected[n][i]) for n in FLAG_NAMES if expected[n][i] is not None)
+        for i in range(len(sites))
+    ]
+    assert flagged["flag_sentences"].tolist() == joined
+    assert flagged["flags"].tolist() == [
+        ";".join(n for n in FLAG_NAMES if expected[n][i] is not None) for i in range(len(sites))
+    ]
+    assert (flagged["flag_count"] == [s.count(";") + 1 if s else 0 for s in flagged["flags"]]).all()
+
+
+def test_not_assessable_reasons_name_what_is_missing() -> None:
+    sites = _frame(
+        gia_m2=[100.0, 100.0, 100.0, 100.0, np.nan],
+        running_cost_gbp=[1000.0, 2000.0, 3000.0, np.nan, 5.0],
+        site_type=["T", "T", None, "U", "T"],
+    )
+    reasons = flag_sites(sites, load_settings())["reason_high_running_cost"].tolist()
+    assert (
+        reasons[0]
+        == reasons[1]
+        == (
+            "not assessable: only 2 'T' site(s) have the running cost figures "
+            "(a peer comparison needs 4)"
+        )
+    )
+    assert reasons[2] == "not assessable: site type missing"
+    assert reasons[3] == reasons[4] == "not assessable: running cost or GIA missing"

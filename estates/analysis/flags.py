@@ -31,6 +31,7 @@ Rules (thresholds in ``defaults.toml``):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import geopandas as gpd
@@ -66,6 +67,17 @@ PEER_RULES = {
     "high_running_cost": "running_cost_per_m2",
 }
 _DECIMALS = 9  # compare thresholds after rounding, so 1.5 + 1.0 is not 2.5000000000000004
+_STATUS_OBJECTS = np.array(STATUSES, dtype=object)  # a status code is its position here
+#: ";"-joined names of every subset of the rules, indexed by its bit pattern.
+_FLAG_SETS = np.array(
+    [
+        ";".join(name for bit, name in enumerate(FLAG_NAMES) if pattern >> bit & 1)
+        for pattern in range(1 << len(FLAG_NAMES))
+    ],
+    dtype=object,
+)
+#: Builds one rule's sentences for the sites at the given positions.
+Maker = Callable[[np.ndarray], list[str]]
 
 
 def _pct(value: float) -> str:
@@ -84,7 +96,7 @@ def _quantile_words(q: float) -> str:
 
 def _measured(sites: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if all(c in sites for c in DERIVED_COLUMNS):
-        return sites.copy()
+        return sites.copy(deep=False)
     return site_measures(sites)
 
 
@@ -96,11 +108,23 @@ def _assessed_mask(frame: pd.DataFrame) -> np.ndarray:
 
 def peer_thresholds(peers: pd.DataFrame, column: str, quantile: float) -> pd.DataFrame:
     """Per site type: number of peers with a value and the value at ``quantile``."""
-    assessed = peers.loc[_assessed_mask(peers)]
-    values = pd.to_numeric(assessed[column], errors="coerce")
-    ok = values.notna() & assessed["site_type"].notna()
-    grouped = values[ok].groupby(assessed.loc[ok, "site_type"])
+    assessed = _assessed_mask(peers)  # two columns only: never a copy of the whole frame
+    values = pd.to_numeric(peers[column], errors="coerce")[assessed]
+    site_type = peers["site_type"][assessed]
+    ok = values.notna() & site_type.notna()
+    grouped = values[ok].groupby(site_type[ok])
     return pd.DataFrame({"n": grouped.size(), "threshold": grouped.quantile(quantile)})
+
+
+def _peer_tables(peers: pd.DataFrame, quantile: float) -> dict[str, pd.DataFrame]:
+    return {name: peer_thresholds(peers, column, quantile) for name, column in PEER_RULES.items()}
+
+
+def _text_test(values: np.ndarray, test: Callable[[object], bool]) -> np.ndarray:
+    """``test`` of each value, evaluated once per distinct value (codes, not rows)."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    answers = np.array([test(v) for v in uniques] + [test(None)], dtype=bool)
+    return answers[codes]
 
 
 def flag_statuses(
@@ -112,17 +136,23 @@ def flag_statuses(
     Used by :func:`flag_sites` and by the sensitivity sweep.
     """
     peers = sites if peers is None else peers
+    return _statuses(sites, settings, _peer_tables(peers, settings.peer_quantile))
+
+
+def _statuses(
+    sites: pd.DataFrame, settings: AnalysisSettings, peer_tables: dict[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
     n = len(sites)
     assessed = _assessed_mask(sites)
     out: dict[str, np.ndarray] = {}
 
     def rule(assessable: np.ndarray, flagged: np.ndarray, applicable: np.ndarray) -> np.ndarray:
-        status = np.full(n, NOT_APPLICABLE, dtype=object)
+        code = np.full(n, 3, dtype=np.int8)  # NOT_APPLICABLE; codes index STATUSES
         live = applicable & assessed
-        status[live] = NOT_ASSESSABLE
-        status[live & assessable] = PASS
-        status[live & assessable & flagged] = FLAGGED
-        return status
+        code[live] = 2
+        code[live & assessable] = 1
+        code[live & assessable & flagged] = 0
+        return _STATUS_OBJECTS[code]
 
     everywhere = np.ones(n, dtype=bool)
     gia = numeric_column(sites, "gia_m2")
@@ -135,8 +165,8 @@ def flag_statuses(
     sector = text_column(sites, "sector")
     occupancy = text_column(sites, "occupancy")
     council = sector == "council"
-    known = np.array([isinstance(v, str) and v.strip() != "" for v in occupancy], dtype=bool)
-    vacant = np.array([isinstance(v, str) and "vacant" in v.lower() for v in occupancy])
+    known = _text_test(occupancy, lambda v: isinstance(v, str) and v.strip() != "")
+    vacant = _text_test(occupancy, lambda v: isinstance(v, str) and "vacant" in v.lower())
     out["vacant"] = rule(known, vacant, council)
 
     land = numeric_column(sites, "land_not_delivering_ha")
@@ -144,11 +174,12 @@ def flag_statuses(
         surplus = np.round(land, _DECIMALS) > settings.surplus_land_min_ha
     out["surplus_land"] = rule(~np.isnan(land), surplus, everywhere)
 
-    site_type = text_column(sites, "site_type")
+    kind, kinds = _site_types(sites)
     for name, column in PEER_RULES.items():
-        table = peer_thresholds(peers, column, settings.peer_quantile)
+        table = peer_tables[name]
         table = table[table["n"] >= settings.min_peer_group]
-        threshold = pd.Series(site_type).map(table["threshold"]).to_numpy(dtype="float64")
+        per_kind = pd.Series(kinds, dtype=object).map(table["threshold"])
+        threshold = np.append(per_kind.to_numpy(dtype="float64"), np.nan)[kind]
         value = numeric_column(sites, column)
         ok = ~np.isnan(value) & ~np.isnan(threshold)
         with np.errstate(invalid="ignore"):
@@ -165,75 +196,99 @@ def _sentences(
     frame: pd.DataFrame,
     statuses: dict[str, np.ndarray],
     settings: AnalysisSettings,
-    peers: pd.DataFrame,
-) -> dict[str, list[str | None]]:
-    """One sentence per flagged (or not assessable) site and rule; None otherwise."""
+    peer_tables: dict[str, pd.DataFrame],
+) -> dict[str, np.ndarray]:
+    """One sentence per flagged (or not assessable) site and rule; None otherwise.
+
+    Each rule's sentences are built for its flagged sites only, from whole columns
+    (f-strings over zipped arrays): no row objects.
+    """
     q = settings.peer_quantile
-    rows = frame.reset_index(drop=True)
-    peer_tables = {name: peer_thresholds(peers, column, q) for name, column in PEER_RULES.items()}
+    n = len(frame)
 
-    def value(row: pd.Series, column: str) -> float:
-        v = row.get(column)
-        return float(v) if v is not None and pd.notna(v) else float("nan")
+    def floats(column: str, at: np.ndarray) -> list[float]:
+        return numeric_column(frame, column)[at].tolist()
 
-    def underused(row: pd.Series) -> str:
-        gia, spare = value(row, "gia_m2"), value(row, "spare_m2")
+    def underused(at: np.ndarray) -> list[str]:
         target = f"target <= {_pct(settings.underused_space_max_pct)}%"
-        if not np.isnan(value(row, "unutilised_pct")):
-            return (
-                f"un-utilised {_pct(value(row, 'unutilised_pct'))}% of {gia:,.0f} m2 GIA = "
-                f"{spare:,.0f} m2 spare; {target}"
-            )
-        return (
-            f"empty {_pct(value(row, 'empty_pct'))}% + under-used "
-            f"{_pct(value(row, 'underused_pct'))}% of {gia:,.0f} m2 GIA = {spare:,.0f} m2 spare; "
+        return [
+            f"un-utilised {_pct(unutilised)}% of {gia:,.0f} m2 GIA = "
+            f"{spare:,.0f} m2 spare; {target}"
+            if not math.isnan(unutilised)
+            else f"empty {_pct(empty)}% + under-used "
+            f"{_pct(under)}% of {gia:,.0f} m2 GIA = {spare:,.0f} m2 spare; "
             f"{target}"
-        )
-
-    def vacant(row: pd.Series) -> str:
-        parts = ["council asset recorded as vacant in the asset register"]
-        if value(row, "gia_m2") > 0:
-            parts.append(f"{value(row, 'gia_m2'):,.0f} m2 building")
-        if value(row, "land_ha") > 0:
-            parts.append(f"{value(row, 'land_ha'):,.2f} ha land")
-        return "; ".join(parts)
-
-    def surplus(row: pd.Series) -> str:
-        return (
-            f"{value(row, 'land_not_delivering_ha'):,.2f} ha of land not delivering services; "
-            f"target {settings.surplus_land_min_ha:g} ha"
-        )
-
-    def peer(
-        name: str, what: str, amount_of: Callable[[pd.Series], float]
-    ) -> Callable[[pd.Series], str]:
-        def sentence(row: pd.Series) -> str:
-            t = peer_tables[name].loc[row["site_type"]]
-            return (
-                f"{what} £{amount_of(row):,.0f} = £{value(row, PEER_RULES[name]):,.2f} per m2 "
-                f"of {value(row, 'gia_m2'):,.0f} m2 GIA; {_quantile_words(q)} of "
-                f"{int(t['n'])} '{row['site_type']}' sites is above £{t['threshold']:,.2f} per m2"
+            for gia, spare, unutilised, empty, under in zip(
+                floats("gia_m2", at),
+                floats("spare_m2", at),
+                floats("unutilised_pct", at),
+                floats("empty_pct", at),
+                floats("underused_pct", at),
+                strict=True,
             )
+        ]
 
-        return sentence
+    def vacant(at: np.ndarray) -> list[str]:
+        return [
+            "council asset recorded as vacant in the asset register"
+            + (f"; {gia:,.0f} m2 building" if gia > 0 else "")
+            + (f"; {land:,.2f} ha land" if land > 0 else "")
+            for gia, land in zip(floats("gia_m2", at), floats("land_ha", at), strict=True)
+        ]
 
-    def nfs(row: pd.Series) -> str:
-        return (
-            f"{_pct(value(row, 'not_functionally_suitable_pct'))}% of occupied floor area not "
-            f"functionally suitable; threshold {_pct(settings.not_functionally_suitable_max_pct)}%"
-        )
+    def surplus(at: np.ndarray) -> list[str]:
+        target = f"target {settings.surplus_land_min_ha:g} ha"
+        return [
+            f"{land:,.2f} ha of land not delivering services; {target}"
+            for land in floats("land_not_delivering_ha", at)
+        ]
 
-    makers: dict[str, Callable[[pd.Series], str]] = {
+    def peer(name: str, what: str, amounts: Callable[[np.ndarray], np.ndarray]) -> Maker:
+        def sentences(at: np.ndarray) -> list[str]:
+            site_type = text_column(frame, "site_type")[at]
+            table = peer_tables[name]
+            peers_n = pd.Series(site_type).map(table["n"]).tolist()
+            threshold = pd.Series(site_type).map(table["threshold"]).tolist()
+            return [
+                f"{what} £{amount:,.0f} = £{per_m2:,.2f} per m2 "
+                f"of {gia:,.0f} m2 GIA; {_quantile_words(q)} of "
+                f"{int(count)} '{kind}' sites is above £{above:,.2f} per m2"
+                for amount, per_m2, gia, count, kind, above in zip(
+                    amounts(at).tolist(),
+                    floats(PEER_RULES[name], at),
+                    floats("gia_m2", at),
+                    peers_n,
+                    site_type.tolist(),
+                    threshold,
+                    strict=True,
+                )
+            ]
+
+        return sentences
+
+    def nfs(at: np.ndarray) -> list[str]:
+        threshold = f"threshold {_pct(settings.not_functionally_suitable_max_pct)}%"
+        return [
+            f"{_pct(pct)}% of occupied floor area not functionally suitable; {threshold}"
+            for pct in floats("not_functionally_suitable_pct", at)
+        ]
+
+    makers: dict[str, Maker] = {
         "underused_space": underused,
         "vacant": vacant,
         "surplus_land": surplus,
         "poor_condition": peer(
             "poor_condition",
             "high + significant risk backlog",
-            lambda row: value(row, "backlog_high_gbp") + value(row, "backlog_significant_gbp"),
+            lambda at: (
+                numeric_column(frame, "backlog_high_gbp")[at]
+                + numeric_column(frame, "backlog_significant_gbp")[at]
+            ),
         ),
         "high_running_cost": peer(
-            "high_running_cost", RUNNING_COST_DEFINITION, lambda row: value(row, "running_cost_gbp")
+            "high_running_cost",
+            RUNNING_COST_DEFINITION,
+            lambda at: numeric_column(frame, "running_cost_gbp")[at],
         ),
         "not_functionally_suitable": nfs,
     }
@@ -243,19 +298,18 @@ def _sentences(
         "surplus_land": "not assessable: land not delivering services not reported",
         "not_functionally_suitable": "not assessable: not functionally suitable % not reported",
     }
-    out: dict[str, list[str | None]] = {}
+    out: dict[str, np.ndarray] = {}
     for name in FLAG_NAMES:
         status = statuses[name]
-        sentences: list[str | None] = [None] * len(rows)
-        for i in np.flatnonzero(status == FLAGGED):
-            sentences[i] = makers[name](rows.iloc[i])
+        sentences = np.full(n, None, dtype=object)
+        flagged = np.flatnonzero(status == FLAGGED)
+        if len(flagged):
+            sentences[flagged] = makers[name](flagged)
         missing = np.flatnonzero(status == NOT_ASSESSABLE)
         if name in PEER_RULES:
-            words = _peer_missing(rows, missing, name, peer_tables[name], settings)
+            sentences[missing] = _peer_missing(frame, missing, name, peer_tables[name], settings)
         else:
-            words = [missing_words[name]] * len(missing)
-        for i, text in zip(missing, words, strict=True):
-            sentences[i] = text
+            sentences[missing] = missing_words[name]
         out[name] = sentences
     return out
 
@@ -266,24 +320,34 @@ def _peer_missing(
     name: str,
     table: pd.DataFrame,
     settings: AnalysisSettings,
-) -> list[str]:
+) -> np.ndarray:
     """Why each of these sites cannot be compared with its peers."""
     what = "backlog" if name == "poor_condition" else "running cost"
-    site_types = text_column(rows, "site_type")[positions]
+    kind, kinds = _site_types(rows)
+    kind = kind[positions]
     values = numeric_column(rows, PEER_RULES[name])[positions]
     counts = table["n"].to_dict()
-    out = []
-    for site_type, value in zip(site_types, values, strict=True):
-        if site_type is None:
-            out.append("not assessable: site type missing")
-        elif np.isnan(value):
-            out.append(f"not assessable: {what} or GIA missing")
-        else:
-            out.append(
-                f"not assessable: only {int(counts.get(site_type, 0))} '{site_type}' site(s) "
-                f"have the {what} figures (a peer comparison needs {settings.min_peer_group})"
-            )
+    no_type = kind < 0
+    out = np.full(len(positions), f"not assessable: {what} or GIA missing", dtype=object)
+    out[no_type] = "not assessable: site type missing"
+    too_few = np.flatnonzero(~no_type & ~np.isnan(values))
+    words = np.array(
+        [
+            f"not assessable: only {int(counts.get(site_type, 0))} '{site_type}' site(s) "
+            f"have the {what} figures (a peer comparison needs {settings.min_peer_group})"
+            for site_type in kinds
+        ],
+        dtype=object,
+    )
+    out[too_few] = words[kind[too_few]]
     return out
+
+
+def _site_types(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Each site's type as a code (-1 when missing) into the distinct types: rules and
+    sentences then look each type up once, not once per site."""
+    codes, kinds = pd.factorize(text_column(frame, "site_type"))
+    return codes, np.asarray(kinds, dtype=object)
 
 
 def flag_sites(
@@ -311,17 +375,23 @@ def flag_sites(
     """
     frame = _measured(sites)
     peer_frame = frame if peers is None else _measured(peers)
-    statuses = flag_statuses(frame, settings, peer_frame)
-    sentences = _sentences(frame, statuses, settings, peer_frame)
+    tables = _peer_tables(peer_frame, settings.peer_quantile)
+    statuses = _statuses(frame, settings, tables)
+    sentences = _sentences(frame, statuses, settings, tables)
     for name in FLAG_NAMES:
         frame[f"flag_{name}"] = statuses[name]
         frame[f"reason_{name}"] = pd.Series(sentences[name], index=frame.index, dtype=object)
     flagged = np.column_stack([statuses[name] == FLAGGED for name in FLAG_NAMES])
-    names = np.array(FLAG_NAMES, dtype=object)
-    frame["flags"] = [";".join(names[row]) for row in flagged]
+    # Each site's set of flagged rules as a bit pattern: 2**6 possible ";"-joined names.
+    pattern = flagged.astype(np.int64) @ (1 << np.arange(len(FLAG_NAMES), dtype=np.int64))
+    frame["flags"] = _FLAG_SETS[pattern]
     frame["flag_count"] = flagged.sum(axis=1).astype("int64")
-    frame["flag_sentences"] = [
-        "\n".join(str(sentences[name][i]) for k, name in enumerate(FLAG_NAMES) if flagged[i, k])
-        for i in range(len(frame))
+    joined = np.full(len(frame), "", dtype=object)
+    some = np.flatnonzero(pattern)
+    reasons = zip(*(sentences[name][some] for name in FLAG_NAMES), strict=True)
+    joined[some] = [
+        "\n".join([text for text, hit in zip(texts, hits, strict=True) if hit])
+        for texts, hits in zip(reasons, flagged[some].tolist(), strict=True)
     ]
+    frame["flag_sentences"] = joined
     return frame
