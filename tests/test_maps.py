@@ -277,6 +277,56 @@ def test_grid_path_is_chosen_only_above_its_threshold(monkeypatch) -> None:
         maps.sites_map(sites, grid_threshold=-1)
 
 
+def _many_hulls(sites: gpd.GeoDataFrame, n: int, name: str) -> gpd.GeoDataFrame:
+    centres = sites.geometry.iloc[:n].to_numpy()
+    return gpd.GeoDataFrame(
+        {
+            "cluster_id": np.arange(n),
+            "n_sites": 2,
+            "organisations": name,
+            "sectors": "nhs;council",
+        },
+        geometry=shapely.buffer(centres, 60.0),
+        crs=sites.crs,
+    )
+
+
+def test_large_area_layers_travel_as_escaped_data() -> None:
+    """Over CULL_MIN_FEATURES features, a layer's features leave the script for a JSON element."""
+    sites = synthetic_sites(1_200)
+    small = maps.sites_map(sites, clusters=_many_hulls(sites, 50, EVIL_NAME))
+    assert '"areas":[]' in render(small)
+    hulls = _many_hulls(sites, _areas.CULL_MIN_FEATURES + 1, EVIL_NAME + SCRIPT_BREAK)
+    m = maps.sites_map(sites, clusters=hulls, title="Many hulls")
+    html = render(m)
+    for raw in (EVIL_NAME, "<img src=x", SCRIPT_BREAK):
+        assert raw not in html
+    match = re.search(r'<script type="application/json" id="estates-areas-0">(.*?)</script>', html)
+    assert match, "the hulls' data element is missing"
+    features = json.loads(match.group(1))["features"]
+    assert len(features) == len(hulls)
+    assert EVIL_NAME not in match.group(1)  # escaped for HTML (tooltips) before JSON
+    assert features[0]["properties"]["organisations"].startswith("&lt;img src=x onerror=")
+    config = json.loads(
+        re.search(r"estatesRuntime\(.*?(\{\"kind\".*\}), \[geo_json", html).group(1)
+    )
+    assert config["areas"] == [
+        {"id": "estates-areas-0", "show": True, "minZoom": _areas.HULL_DETAIL_ZOOM}
+    ]
+    # the layer starts off the map (the runtime adds it) and still has its tick box
+    assert "Co-location clusters" in m.info.layers
+    assert "drawn once the map is zoomed in to a town" in html
+
+
+def test_html_size_stays_in_check(trafford, tmp_path: Path) -> None:
+    saved = maps.save_map(maps.sites_map(trafford), tmp_path / "trafford.html")
+    assert not saved["fast_path"] and saved["bytes"] < 1_500_000
+    big = maps.save_map(maps.sites_map(synthetic_sites(20_000)), tmp_path / "big.html")
+    assert big["fast_path"] and big["sites_drawn"] == 20_000
+    assert big["bytes"] < 3_000_000  # about 70 bytes a site, every popup figure included
+    assert Path(big["path"]).stat().st_size == big["bytes"]
+
+
 # -- what is drawn, and what the popups say -------------------------------------------------------
 
 

@@ -397,6 +397,9 @@ def test_a_large_estate_draws_bubbles_at_once(browser, grid_estate, record_prope
         assert "Contains National Statistics and OS data" in page.inner_text(
             ".leaflet-control-attribution"
         )
+        # the nine districts; the 1,500 hulls wait until the map is zoomed in to a town
+        page.wait_for_function("estatesMap.timings.areas !== undefined", timeout=30_000)
+        assert page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") == 9
         screenshot(page, "grid_national")
         assert_clean(log_)
     record_property("ready_ms", ready_ms)
@@ -436,6 +439,9 @@ def test_zooming_in_on_a_large_estate_shows_its_sites_and_their_popups(
         assert popup_title(page, ids[-1]) == sites["name"].iloc[40_000]
         page.wait_for_timeout(200)
         screenshot(page, "grid_popup")
+        # zoomed in to a town, the hulls there are drawn (and only those)
+        hulls = page.evaluate("document.querySelectorAll('.leaflet-overlay-pane path').length") - 9
+        assert 0 < hulls < 1_500
         assert page.evaluate("typeof window.__pwned") == "undefined"
         assert_clean(log_)
     assert texts == expected

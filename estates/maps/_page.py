@@ -21,7 +21,7 @@ import numpy as np
 from folium import plugins
 from folium.map import Layer
 
-from estates.maps import _fast, _style
+from estates.maps import _areas, _fast, _style
 from estates.maps._escape import html_text
 from estates.maps._model import SitePoints, popup_html
 from estates.maps._render import RawDivIcon, RawMarker, RawPopup, RawTooltip
@@ -218,9 +218,24 @@ def finish(
     bounds: list[list[float]] | None,
     unclustered_zoom: int,
 ) -> EstatesMap:
-    """Layer control, runtime (last, so it runs after everything else) and the view."""
+    """Layer control, runtime (last, so it runs after everything else) and the view.
+
+    Area layers of more than :data:`._areas.CULL_MIN_FEATURES` features travel as data
+    the runtime adds once the sites are drawn, and only where the map is looking.
+    """
     control = folium.LayerControl(collapsed=False, position="topright")
     m.add_child(control)
+    areas: list[_areas.GeoJsonLayer] = []
+    area_config = []
+    for child in list(m._children.values()):
+        if isinstance(child, _areas.GeoJsonLayer) and (
+            child.feature_count() > _areas.CULL_MIN_FEATURES
+        ):
+            element_id = f"estates-areas-{len(areas)}"
+            element, shown = child.defer(element_id)
+            body_html += element
+            areas.append(child)
+            area_config.append({"id": element_id, "show": shown, "minZoom": child.detail_zoom})
     config = {
         "kind": kind,
         "siteCount": len(points),
@@ -238,6 +253,7 @@ def finish(
         "titleId": TITLE_ID,
         "bounds": bounds,
         "popupPanPadding": POPUP_PAN_PADDING,
+        "areas": area_config,
     }
     m.add_child(
         Runtime(
@@ -245,6 +261,7 @@ def finish(
             cluster=cluster,
             control=control,
             layers=list(subgroups),
+            areas=list(areas),
             config=config,
             css=_style.CSS,
             body_html=body_html,

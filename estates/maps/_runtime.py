@@ -17,6 +17,11 @@ clustering:
   drawn as soon as the points are unpacked; names, popups and search follow when
   the details are. Layer tick boxes and the flag filter change which points count.
 
+Area layers of more than a thousand features (:data:`._areas.CULL_MIN_FEATURES`) are
+filled from their data element once the sites are drawn, and hold only the features
+around the view (co-location hulls only from a town's zoom): Leaflet redraws every
+path a layer holds on each zoom and pan.
+
 On every path it adds the "flagged sites only" filter, the site-name search box, the
 data attribution lines and the legend, title and figures panels as Leaflet controls,
 and exposes ``window.estatesMap`` (site count from Python, plus functions that count
@@ -40,7 +45,7 @@ from estates.maps._escape import script_json
 from estates.maps._render import RawMacroElement
 
 RUNTIME_JS = r"""
-function estatesRuntime(map, cluster, control, layers, config) {
+function estatesRuntime(map, cluster, control, layers, config, areaLayers) {
   "use strict";
   var grid = config.clustering === "grid";
   var em = window.estatesMap = {
@@ -231,7 +236,37 @@ function estatesRuntime(map, cluster, control, layers, config) {
       em.ready = true;
       em.readyAt = performance.now();
       map.getContainer().setAttribute("data-estates-ready", "true");
+      setTimeout(loadAreas, 0);
     }
+  };
+
+  // -- large area layers: features from their data element once the sites are drawn, and
+  //    only those near the view on the map (Leaflet redraws every path it holds) --
+  var loadAreas = function () {
+    (config.areas || []).forEach(function (a, k) {
+      var layer = areaLayers[k], element = document.getElementById(a.id);
+      if (!layer || !element) { return; }
+      layer.addData(JSON.parse(element.textContent));
+      var parts = [];
+      layer.eachLayer(function (f) {
+        parts.push({layer: f, on: false, box: f.getBounds ? f.getBounds() : L.latLngBounds([f.getLatLng()])});
+      });
+      parts.forEach(function (part) { layer.removeLayer(part.layer); });
+      var update = function () {
+        // Leaflet's renderers draw the view and a tenth around it
+        var view = map.getBounds().pad(0.1), detail = map.getZoom() >= a.minZoom;
+        parts.forEach(function (part) {
+          var want = detail && view.intersects(part.box);
+          if (want === part.on) { return; }
+          part.on = want;
+          if (want) { layer.addLayer(part.layer); } else { layer.removeLayer(part.layer); }
+        });
+      };
+      update();
+      map.on("moveend", update);
+      if (a.show) { map.addLayer(layer); }
+    });
+    em.timings.areas = performance.now();
   };
   var showGroups = function () {
     var shown = em.groups.filter(function (g) { return g.show; });
@@ -870,6 +905,7 @@ class Runtime(JSCSSMixin, RawMacroElement):
         control: Element | None,
         layers: list[Element],
         config: dict[str, Any],
+        areas: list[Element] | None = None,
         css: str,
         body_html: str,
     ) -> None:
@@ -879,16 +915,18 @@ class Runtime(JSCSSMixin, RawMacroElement):
         self.cluster = cluster
         self.control = control
         self.layers = layers
+        self.areas = areas or []
         self.config = config
         self.css = css
         self.body_html = body_html
 
     def script_js(self) -> str:
         layers = ", ".join(layer.get_name() for layer in self.layers)
+        areas = ", ".join(layer.get_name() for layer in self.areas)
         return (
             RUNTIME_JS
             + f"estatesRuntime({self.map_element.get_name()}, "
             + f"{self.cluster.get_name() if self.cluster else 'null'}, "
             + f"{self.control.get_name() if self.control else 'null'}, "
-            + f"[{layers}], {script_json(self.config)});"
+            + f"[{layers}], {script_json(self.config)}, [{areas}]);"
         )

@@ -89,7 +89,8 @@ def sites_map(
         floor area summed over their sites (or, with ``choropleth="spare_share"``, of the
         spare share of floor area).
     clusters
-        Co-location clusters (hull polygons with their combined figures).
+        Co-location clusters (hull polygons with their combined figures). More than
+        1,000 hulls are drawn only where the map is looking, from zoom 11 (a town).
     fast_threshold
         Above this many drawn sites the map carries one data payload instead of one
         Folium marker per site (default 1,000, or ``ESTATES_MAP_FAST_THRESHOLD``).
