@@ -37,6 +37,9 @@ from tests.browser.frames import (
 from tests.conftest import shared_file
 
 SCRIPT_BREAK = "</script><script>window.__pwned=2</script>"
+#: (fast_threshold, grid_threshold) for each rendering path: Folium markers, the payload
+#: with markercluster, the payload clustered per view in the browser
+PATHS = {"folium": (1_000, None), "fast": (0, 10**9), "grid": (0, 0)}
 
 
 def render(m: maps.EstatesMap) -> str:
@@ -44,12 +47,9 @@ def render(m: maps.EstatesMap) -> str:
 
 
 def fast_payload(html: str) -> dict:
-    match = re.search(
-        r'<script type="application/octet-stream" id="estates-site-data"[^>]*>([A-Za-z0-9+/=]+)</script>',
-        html,
-    )
-    assert match, "fast-path payload element not found"
-    return _fast.unpack(match.group(1))
+    data = _fast.page_payload(html)
+    assert data is not None, "fast-path payload elements not found"
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +90,10 @@ def test_script_json_cannot_close_a_script_element() -> None:
     assert json.loads(text) == {"name": SCRIPT_BREAK, "x": None, "sep": "\u2028"}
 
 
-@pytest.mark.parametrize("fast_threshold", [1000, 0], ids=["folium", "fast"])
-def test_source_strings_never_reach_the_page_unescaped(fast_threshold: int) -> None:
+@pytest.mark.parametrize(("fast_threshold", "grid_threshold"), PATHS.values(), ids=list(PATHS))
+def test_source_strings_never_reach_the_page_unescaped(
+    fast_threshold: int, grid_threshold: int | None
+) -> None:
     sites = evil_frame()
     boundary = gpd.GeoDataFrame(
         {"code": ["E1"], "name": [EVIL_NAME], "kind": ["lad"]},
@@ -109,8 +111,10 @@ def test_source_strings_never_reach_the_page_unescaped(fast_threshold: int) -> N
         clusters=clusters,
         title=EVIL_NAME,
         fast_threshold=fast_threshold,
+        grid_threshold=grid_threshold,
         attribution=[SCRIPT_BREAK],
     )
+    assert m.info.grid_path is (grid_threshold == 0)
     html = render(m)
     for raw in (EVIL_NAME, "<img src=x", SCRIPT_BREAK):
         assert raw not in html
@@ -127,8 +131,10 @@ def test_source_strings_never_reach_the_page_unescaped(fast_threshold: int) -> N
         assert EVIL_NAME in data["title"] and SCRIPT_BREAK in data["title"]
 
 
-@pytest.mark.parametrize("fast_threshold", [1000, 0], ids=["folium", "fast"])
-def test_template_syntax_in_source_strings_stays_text(fast_threshold: int) -> None:
+@pytest.mark.parametrize(("fast_threshold", "grid_threshold"), PATHS.values(), ids=list(PATHS))
+def test_template_syntax_in_source_strings_stays_text(
+    fast_threshold: int, grid_threshold: int | None
+) -> None:
     """Branca re-reads rendered output as a Jinja2 template: source text must not be code.
 
     "{{ 6*7 }}" must not become 42, and an unbalanced "{{" must not stop the render.
@@ -156,6 +162,7 @@ def test_template_syntax_in_source_strings_stays_text(fast_threshold: int) -> No
         title="Title {{ 6*7 }}",
         attribution=["Attribution {{ 6*7 }}"],
         fast_threshold=fast_threshold,
+        grid_threshold=grid_threshold,
     )
     html = render(m)
     for word in ("Site", "Org", "Reason", "Area", "Cluster", "Title", "Attribution"):
@@ -170,7 +177,9 @@ def test_template_syntax_in_source_strings_stays_text(fast_threshold: int) -> No
         assert f'"searchName": "{block}"' in html
     scenario = synthetic_scenario(40)
     scenario.sites.loc[scenario.sites.index[0], "role"] = "role {{ 6*7 }}"
-    pooling = render(maps.pooling_map(scenario, fast_threshold=fast_threshold))
+    pooling = render(
+        maps.pooling_map(scenario, fast_threshold=fast_threshold, grid_threshold=grid_threshold)
+    )
     assert "role 42" not in pooling.lower()
 
 
@@ -241,6 +250,72 @@ def test_fast_path_is_chosen_only_above_the_threshold(monkeypatch) -> None:
         maps.sites_map(sites)
     monkeypatch.delenv(maps.FAST_THRESHOLD_ENV)
     assert maps.resolve_fast_threshold() == maps.DEFAULT_FAST_THRESHOLD
+
+
+def test_grid_path_is_chosen_only_above_its_threshold(monkeypatch) -> None:
+    sites = synthetic_sites(30)
+    at = maps.sites_map(sites, fast_threshold=0, grid_threshold=30)
+    above = maps.sites_map(sites, fast_threshold=0, grid_threshold=29)
+    assert at.info.fast_path and not at.info.grid_path
+    assert above.info.fast_path and above.info.grid_path and above.info.grid_threshold == 29
+    clustered, grid = render(at), render(above)
+    assert "leaflet.markercluster" in clustered and "leaflet.markercluster" not in grid
+    assert '"clustering":"grid"' in grid and '"clustering":"markercluster"' in clustered
+    assert fast_payload(grid)["id"] == fast_payload(clustered)["id"] == sites["site_id"].tolist()
+    # the Folium path stays the Folium path, whatever the grid threshold
+    assert not maps.sites_map(sites, fast_threshold=30, grid_threshold=0).info.grid_path
+    monkeypatch.setenv(maps.GRID_THRESHOLD_ENV, "10")
+    assert maps.sites_map(sites, fast_threshold=0).info.grid_path
+    scenario = synthetic_scenario(30)
+    assert maps.pooling_map(scenario, fast_threshold=0).info.grid_path
+    monkeypatch.setenv(maps.GRID_THRESHOLD_ENV, "-3")
+    with pytest.raises(ConfigurationError, match="ESTATES_MAP_GRID_THRESHOLD=-3"):
+        maps.sites_map(sites)
+    monkeypatch.delenv(maps.GRID_THRESHOLD_ENV)
+    assert maps.resolve_grid_threshold() == maps.DEFAULT_GRID_THRESHOLD
+    with pytest.raises(ConfigurationError, match="must be 0 or more"):
+        maps.sites_map(sites, grid_threshold=-1)
+
+
+def _many_hulls(sites: gpd.GeoDataFrame, n: int, name: str) -> gpd.GeoDataFrame:
+    centres = sites.geometry.iloc[:n].to_numpy()
+    return gpd.GeoDataFrame(
+        {
+            "cluster_id": np.arange(n),
+            "n_sites": 2,
+            "organisations": name,
+            "sectors": "nhs;council",
+        },
+        geometry=shapely.buffer(centres, 60.0),
+        crs=sites.crs,
+    )
+
+
+def test_large_area_layers_travel_as_escaped_data() -> None:
+    """Over CULL_MIN_FEATURES features, a layer's features leave the script for a JSON element."""
+    sites = synthetic_sites(1_200)
+    small = maps.sites_map(sites, clusters=_many_hulls(sites, 50, EVIL_NAME))
+    assert '"areas":[]' in render(small)
+    hulls = _many_hulls(sites, _areas.CULL_MIN_FEATURES + 1, EVIL_NAME + SCRIPT_BREAK)
+    m = maps.sites_map(sites, clusters=hulls, title="Many hulls")
+    html = render(m)
+    for raw in (EVIL_NAME, "<img src=x", SCRIPT_BREAK):
+        assert raw not in html
+    match = re.search(r'<script type="application/json" id="estates-areas-0">(.*?)</script>', html)
+    assert match, "the hulls' data element is missing"
+    features = json.loads(match.group(1))["features"]
+    assert len(features) == len(hulls)
+    assert EVIL_NAME not in match.group(1)  # escaped for HTML (tooltips) before JSON
+    assert features[0]["properties"]["organisations"].startswith("&lt;img src=x onerror=")
+    config = json.loads(
+        re.search(r"estatesRuntime\(.*?(\{\"kind\".*\}), \[geo_json", html).group(1)
+    )
+    assert config["areas"] == [
+        {"id": "estates-areas-0", "show": True, "minZoom": _areas.HULL_DETAIL_ZOOM}
+    ]
+    # the layer starts off the map (the runtime adds it) and still has its tick box
+    assert "Co-location clusters" in m.info.layers
+    assert "drawn once the map is zoomed in to a town" in html
 
 
 def test_html_size_stays_in_check(trafford, tmp_path: Path) -> None:

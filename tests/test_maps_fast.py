@@ -5,11 +5,12 @@ path ships columns that the browser turns into the same popup (``buildPopup`` in
 ``estates.maps._runtime``). Here both come out of real rendered pages: the popup HTML
 from the Folium page, the decoded payload from the fast page, read back by
 :func:`payload_popup`, which does what the runtime's ``buildPopup`` does. The browser
-test ``test_both_paths_show_the_same_popup`` checks the real ``buildPopup`` in Chromium.
+test ``test_every_path_shows_the_same_popup`` checks the real ``buildPopup`` in Chromium.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from typing import Any
@@ -32,9 +33,9 @@ def render(m: maps.EstatesMap) -> str:
 
 
 def fast_payload(html: str) -> dict[str, Any]:
-    match = re.search(r'id="estates-site-data"[^>]*>([A-Za-z0-9+/=]+)</script>', html)
-    assert match, "fast-path payload element not found"
-    return _fast.unpack(match.group(1))
+    data = _fast.page_payload(html)
+    assert data is not None, "fast-path payload elements not found"
+    return data
 
 
 class _PopupText(HTMLParser):
@@ -190,14 +191,42 @@ def _sector_groups(frame: pd.DataFrame) -> _model.Text:
         [7, 7, 7],
         list(range(-5_000, 200_000, 37)),
         [2**40, -(2**33), 12],
+        [2**53, -(2**53)],
         [],
     ],
 )
 def test_integer_columns_round_trip(values: list[int]) -> None:
-    packed = _fast.pack_ints(np.asarray(values, dtype=np.int64))
-    assert set(packed["ints"]) <= set(_fast.INT_DIGITS)
-    assert len(packed["ints"]) == packed["width"] * len(values)
-    assert _fast.unpack_ints(packed) == values
+    data = {"v": np.asarray(values, dtype=np.int64), "n": len(values)}
+    assert _fast.unpack(_fast.pack(data)) == {"v": values, "n": len(values)}
+
+
+def test_integer_columns_are_stored_narrow() -> None:
+    """Ids in file order travel as one-byte steps; 32-bit coordinates as four bytes."""
+    ids = np.arange(1_000_001, 1_000_001 + 5_000)
+    coords = np.random.default_rng(1).integers(49_000_000, 56_000_000, 5_000)
+    raw = _fast.encode({"id": ids, "lat": coords})
+    size = int.from_bytes(raw[:4], "little")
+    columns = json.loads(raw[4 : 4 + size])["columns"]
+    assert [(c["type"], "delta" in c, c["out"]) for c in columns] == [
+        ("u1", True, "i4"),
+        ("u4", False, "i4"),
+    ]
+    assert len(raw) < 5_000 * 5 + 400
+    with pytest.raises(ValueError, match="beyond what a browser holds exactly"):
+        _fast.encode({"x": np.asarray([2**53 + 1])})
+
+
+def test_text_columns_round_trip_whatever_the_characters() -> None:
+    names = [f"Site {i}" for i in range(40)]
+    names[3] = "Caf\u00e9 \u2014 Ysbyty Gwynedd"
+    names[4] = "Emoji \U0001f3e5 and \U0001f9ea after"  # two UTF-16 units each
+    names[5] = ""
+    names[6] = EVIL_NAME + TEMPLATE_TAGS
+    names[7] = "lone \ud800 surrogate"  # undecodable source bytes
+    back = _fast.unpack(_fast.pack({"names": names, "short": ["a", "b"]}))
+    assert back["short"] == ["a", "b"]  # short lists stay in the header
+    assert back["names"][:7] == names[:7] and back["names"][8:] == names[8:]
+    assert back["names"][7] == "lone ? surrogate"
 
 
 def test_coordinates_in_the_payload_equal_the_folium_paths() -> None:

@@ -22,7 +22,14 @@ from typing import Any
 
 import folium
 
-from estates.maps._fast import DEFAULT_FAST_THRESHOLD, FAST_THRESHOLD_ENV, resolve_fast_threshold
+from estates.maps._fast import (
+    DEFAULT_FAST_THRESHOLD,
+    DEFAULT_GRID_THRESHOLD,
+    FAST_THRESHOLD_ENV,
+    GRID_THRESHOLD_ENV,
+    resolve_fast_threshold,
+    resolve_grid_threshold,
+)
 from estates.maps._page import EstatesMap, MapInfo
 from estates.maps.pooling import pooling_map
 from estates.maps.sites import sites_map
@@ -31,11 +38,14 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_FAST_THRESHOLD",
+    "DEFAULT_GRID_THRESHOLD",
     "FAST_THRESHOLD_ENV",
+    "GRID_THRESHOLD_ENV",
     "EstatesMap",
     "MapInfo",
     "pooling_map",
     "resolve_fast_threshold",
+    "resolve_grid_threshold",
     "save_map",
     "sites_map",
 ]

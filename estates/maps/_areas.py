@@ -22,7 +22,7 @@ import shapely
 from branca.colormap import LinearColormap
 
 from estates.maps import _style
-from estates.maps._escape import html_text, plain
+from estates.maps._escape import html_text, plain, script_json
 from estates.maps._model import located_mask, require_frame, wgs84_transformer
 from estates.maps._render import RawMacroElement
 
@@ -30,13 +30,60 @@ log = logging.getLogger(__name__)
 
 Bounds = list[list[float]]
 
+#: a layer with more features than this is drawn only where the map is looking: its
+#: features reach the page as data that the runtime adds once the sites are drawn.
+#: Measured on the national map, Leaflet took 1.5 s to build and draw all 4,406
+#: co-location hulls when the page opened and 100-400 ms to redraw them on each zoom
+CULL_MIN_FEATURES = 1_000
+#: from this zoom a culled layer of co-location hulls is drawn: below it a hull (a few
+#: hundred metres across) is a few pixels, and a thousand of them in view cost 250 ms
+#: a redraw (national map, London at zoom 10)
+HULL_DETAIL_ZOOM = 11
+
+
+class _WithoutFeatures:
+    """A layer as its template sees it when its features travel as data."""
+
+    def __init__(self, layer: GeoJsonLayer) -> None:
+        self._layer = layer
+        self.data = {"type": "FeatureCollection", "features": []}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._layer, name)
+
 
 class GeoJsonLayer(folium.GeoJson, RawMacroElement):
     """A Folium ``GeoJson`` layer whose script (the whole GeoJSON) is placed as it is.
 
     Rendered through Branca's default path, the national map's 4,406 cluster hulls
     (about 4 MB of GeoJSON) would be compiled as a Jinja2 template (see :mod:`._render`).
+    A large layer can instead carry its features as data (:meth:`defer`).
     """
+
+    #: when culled, the least zoom at which the layer draws anything
+    detail_zoom = 0
+    deferred = False
+
+    def feature_count(self) -> int:
+        return len(self.data.get("features", ()))
+
+    def defer(self, element_id: str) -> tuple[str, bool]:
+        """Move the features out of the script into an inert JSON element.
+
+        Returns the element and whether the layer was to be shown: it now starts off
+        the map, and the runtime adds it once its features are loaded.
+        """
+        shown = bool(self.show)
+        self.show = False
+        self.deferred = True
+        element = (
+            f'<script type="application/json" id="{element_id}">{script_json(self.data)}</script>'
+        )
+        return element, shown
+
+    def template_subject(self) -> Any:
+        # the style maps Folium works out at render time still see every feature
+        return _WithoutFeatures(self) if self.deferred else self
 
 
 def _simplified(geoms: np.ndarray, tolerance_m: float) -> np.ndarray:
@@ -364,12 +411,16 @@ def cluster_layer(clusters: gpd.GeoDataFrame) -> tuple[GeoJsonLayer, str, Bounds
             }
         ),
     )
+    label = "Sites of different organisations within walking distance (hover for figures)"
+    if layer.feature_count() > CULL_MIN_FEATURES:
+        layer.detail_zoom = HULL_DETAIL_ZOOM
+        label += "; drawn once the map is zoomed in to a town"
     legend = _style.section(
         "Co-location",
         [
             _style.legend_row(
                 _style.swatch("rgba(75,0,130,.12)", border=_style.CLUSTER_COLOUR, dashed=True),
-                "Sites of different organisations within walking distance (hover for figures)",
+                label,
             )
         ],
     )

@@ -1,9 +1,12 @@
-"""Assembling a page: the base map, the site layers (either path), controls, runtime.
+"""Assembling a page: the base map, the site layers (any path), controls, runtime.
 
-Site layers are one marker cluster with one Folium ``FeatureGroupSubGroup`` per layer
-(sector, or pooling role), so clusters mix layers where sites are dense and each layer
-still has its own tick box. The sub-groups start off the map; the runtime adds the
-visible ones in one batch each, which keeps even the Folium-object path fast.
+Up to the grid threshold, site layers are one marker cluster with one Folium
+``FeatureGroupSubGroup`` per layer (sector, or pooling role), so clusters mix layers
+where sites are dense and each layer still has its own tick box. The sub-groups start
+off the map; the runtime adds the visible ones in one batch each, which keeps even the
+Folium-object path fast. Above the grid threshold there is no marker cluster: each
+layer is an empty ``FeatureGroup`` that only carries its tick box, and the runtime
+clusters the payload's points itself (:mod:`._runtime`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from typing import Any
 import folium
 import numpy as np
 from folium import plugins
+from folium.map import Layer
 
-from estates.maps import _fast, _style
+from estates.maps import _areas, _fast, _style
 from estates.maps._escape import html_text
 from estates.maps._model import SitePoints, popup_html
 from estates.maps._render import RawDivIcon, RawMarker, RawPopup, RawTooltip
@@ -35,6 +39,10 @@ _KEEP_CSS = ("leaflet_css", "bootstrap_css")
 
 #: popups pan clear of the title box at the top of the map
 POPUP_PAN_PADDING = [40, 90]
+#: grid clustering (pixels): cells are merged into a bubble within the radius, so
+#: bubbles stand about as far apart as markercluster's (radius 50 px) do
+GRID_CELL_PX = 20
+GRID_RADIUS_PX = 60
 LEGEND_ID = "estates-legend"
 TITLE_ID = "estates-title"
 PANEL_ID = "estates-panel"
@@ -51,6 +59,9 @@ class MapInfo:
     fast_path: bool
     fast_threshold: int
     layers: list[str] = field(default_factory=list)
+    #: clustered in the browser per view (no marker per site), above ``grid_threshold``
+    grid_path: bool = False
+    grid_threshold: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,13 +107,23 @@ def add_site_layers(
     groups: Sequence[GroupSpec],
     *,
     fast: bool,
+    grid: bool = False,
     disable_clustering_at_zoom: int,
-) -> tuple[plugins.MarkerCluster, list[plugins.FeatureGroupSubGroup], str]:
-    """The cluster, one sub-group per group, and the markers (Folium objects or payload).
+) -> tuple[plugins.MarkerCluster | None, list[Layer], str]:
+    """The cluster, one layer per group, and the markers (Folium objects or payload).
 
-    Returns the cluster, the sub-groups in ``groups`` order and the extra body HTML (the
-    fast path's data element, else empty).
+    Returns the cluster (None on the grid path), the layers in ``groups`` order and the
+    extra body HTML (the payload's elements, else empty).
     """
+    keys = [g.key for g in groups]
+    if grid:
+        layers: list[Layer] = []
+        for group in groups:
+            # layer names reach the layer control's innerHTML (and a pooling role may be data)
+            layer = folium.FeatureGroup(name=html_text(group.label), show=False)
+            m.add_child(layer)
+            layers.append(layer)
+        return None, layers, _fast.payload_html(points, keys)
     cluster = plugins.MarkerCluster(
         control=False,
         options={
@@ -113,13 +134,12 @@ def add_site_layers(
         },
     )
     m.add_child(cluster)
-    subgroups = []
+    subgroups: list[Layer] = []
     for group in groups:
         # layer names reach the layer control's innerHTML (and a pooling role may be data)
         subgroup = plugins.FeatureGroupSubGroup(cluster, name=html_text(group.label), show=False)
         m.add_child(subgroup)
         subgroups.append(subgroup)
-    keys = [g.key for g in groups]
     if fast:
         return cluster, subgroups, _fast.payload_html(points, keys)
     index = {key: i for i, key in enumerate(keys)}
@@ -184,11 +204,13 @@ def finish(
     *,
     kind: str,
     points: SitePoints,
-    cluster: plugins.MarkerCluster,
-    subgroups: list[plugins.FeatureGroupSubGroup],
+    cluster: plugins.MarkerCluster | None,
+    subgroups: list[Layer],
     groups: Sequence[GroupSpec],
     fast: bool,
     threshold: int,
+    grid: bool = False,
+    grid_threshold: int = 0,
     body_html: str,
     flag_filter: str | None,
     attribution: Sequence[str],
@@ -196,15 +218,33 @@ def finish(
     bounds: list[list[float]] | None,
     unclustered_zoom: int,
 ) -> EstatesMap:
-    """Layer control, runtime (last, so it runs after everything else) and the view."""
+    """Layer control, runtime (last, so it runs after everything else) and the view.
+
+    Area layers of more than :data:`._areas.CULL_MIN_FEATURES` features travel as data
+    the runtime adds once the sites are drawn, and only where the map is looking.
+    """
     control = folium.LayerControl(collapsed=False, position="topright")
     m.add_child(control)
+    areas: list[_areas.GeoJsonLayer] = []
+    area_config = []
+    for child in list(m._children.values()):
+        if isinstance(child, _areas.GeoJsonLayer) and (
+            child.feature_count() > _areas.CULL_MIN_FEATURES
+        ):
+            element_id = f"estates-areas-{len(areas)}"
+            element, shown = child.defer(element_id)
+            body_html += element
+            areas.append(child)
+            area_config.append({"id": element_id, "show": shown, "minZoom": child.detail_zoom})
     config = {
         "kind": kind,
         "siteCount": len(points),
         "groups": [{"key": g.key, "label": g.label, "show": g.show} for g in groups],
+        "points": _fast.POINTS_ELEMENT_ID if fast else None,
         "data": _fast.DATA_ELEMENT_ID if fast else None,
-        "intDigits": _fast.INT_DIGITS,
+        "clustering": "grid" if grid else "markercluster",
+        "gridCellPx": GRID_CELL_PX,
+        "gridRadiusPx": GRID_RADIUS_PX,
         "flagFilter": flag_filter if flag_filter and bool(points.flagged.any()) else None,
         "search": True,
         "attribution": [html_text(line) for line in attribution],
@@ -213,6 +253,7 @@ def finish(
         "titleId": TITLE_ID,
         "bounds": bounds,
         "popupPanPadding": POPUP_PAN_PADDING,
+        "areas": area_config,
     }
     m.add_child(
         Runtime(
@@ -220,6 +261,7 @@ def finish(
             cluster=cluster,
             control=control,
             layers=list(subgroups),
+            areas=list(areas),
             config=config,
             css=_style.CSS,
             body_html=body_html,
@@ -238,12 +280,14 @@ def finish(
         fast_path=fast,
         fast_threshold=threshold,
         layers=layers + ([str(config["flagFilter"])] if config["flagFilter"] else []),
+        grid_path=grid,
+        grid_threshold=grid_threshold,
     )
     log.info(
         "%s map: %d sites drawn (%s path), %d not located, %d non-geographic",
         kind,
         len(points),
-        "fast" if fast else "Folium",
+        "grid" if grid else "fast" if fast else "Folium",
         points.unlocated,
         points.non_geographic,
     )

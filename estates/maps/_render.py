@@ -54,15 +54,20 @@ class RawMacroElement(MacroElement):
         if not isinstance(figure, Figure):
             raise TypeError(f"{type(self).__name__} can only render inside a Figure (a map)")
         macros = self._template.module.__dict__
+        this = self.template_subject()
         for part in PARTS:
             macro = macros.get(part)
             if macro is not None:
                 getattr(figure, part).add_child(
-                    RawHTML(str(macro(self, kwargs))), name=self.get_name()
+                    RawHTML(str(macro(this, kwargs))), name=self.get_name()
                 )
         for child in self._children.values():
             child.render(**kwargs)
         return ""  # the output is in the figure, as with MacroElement
+
+    def template_subject(self) -> Any:
+        """What the template sees as ``this``: the element itself, unless a subclass says."""
+        return self
 
 
 class RawDivIcon(folium.DivIcon, RawMacroElement):

@@ -145,6 +145,7 @@ def pooling_map(
     boundaries: gpd.GeoDataFrame | None = None,
     title: str | None = None,
     fast_threshold: int | None = None,
+    grid_threshold: int | None = None,
     tiles: str | None = _page.DEFAULT_TILES,
     attribution: Sequence[str] = (),
 ) -> _page.EstatesMap:
@@ -164,6 +165,8 @@ def pooling_map(
         ``name``, ``sector``, ``before_m``, ``after_m``, ``increase_m``) and ``headline``.
     boundaries
         Footprint outlines drawn under everything else.
+    fast_threshold, grid_threshold
+        Which rendering path draws the sites, as for :func:`estates.maps.sites_map`.
     """
     sites = _get(scenario, "sites")
     if sites is None:
@@ -174,6 +177,8 @@ def pooling_map(
     points.flagged = points.group.test(lambda role: role == "released")
     threshold = _fast.resolve_fast_threshold(fast_threshold)
     fast = len(points) > threshold
+    grid_at = _fast.resolve_grid_threshold(grid_threshold)
+    grid = fast and len(points) > grid_at
     order = [r for r in _style.ROLES if points.group_counts.get(r)] + [
         r for r in points.group_counts if r not in _style.ROLES
     ]
@@ -225,7 +230,7 @@ def pooling_map(
     for layer in layers:
         m.add_child(layer)
     cluster, subgroups, data_html = _page.add_site_layers(
-        m, points, groups, fast=fast, disable_clustering_at_zoom=UNCLUSTERED_ZOOM
+        m, points, groups, fast=fast, grid=grid, disable_clustering_at_zoom=UNCLUSTERED_ZOOM
     )
     headline = _get(scenario, "headline") or {}
     legend = _page.legend_html(legend_parts, _page.drawn_note(points), len(points))
@@ -255,6 +260,8 @@ def pooling_map(
         groups=groups,
         fast=fast,
         threshold=threshold,
+        grid=grid,
+        grid_threshold=grid_at,
         body_html=body,
         flag_filter=None,
         attribution=lines + [line for line in attribution if line],

@@ -71,6 +71,7 @@ def sites_map(
     title: str | None = None,
     choropleth: str = "spare_m2",
     fast_threshold: int | None = None,
+    grid_threshold: int | None = None,
     tiles: str | None = _page.DEFAULT_TILES,
     attribution: Sequence[str] = (),
 ) -> _page.EstatesMap:
@@ -88,10 +89,16 @@ def sites_map(
         floor area summed over their sites (or, with ``choropleth="spare_share"``, of the
         spare share of floor area).
     clusters
-        Co-location clusters (hull polygons with their combined figures).
+        Co-location clusters (hull polygons with their combined figures). More than
+        1,000 hulls are drawn only where the map is looking, from zoom 11 (a town).
     fast_threshold
         Above this many drawn sites the map carries one data payload instead of one
         Folium marker per site (default 1,000, or ``ESTATES_MAP_FAST_THRESHOLD``).
+    grid_threshold
+        Above this many drawn sites (on the payload path) the browser clusters the
+        sites in view itself instead of handing a marker per site to
+        Leaflet.markercluster, which cannot keep up with national estates (default
+        20,000, or ``ESTATES_MAP_GRID_THRESHOLD``).
     tiles
         Basemap (any Folium tiles name or URL), or None for no basemap.
     attribution
@@ -113,6 +120,8 @@ def sites_map(
     points = site_points(sites, group_of=_sector_groups, symbol_of=_style.site_symbol)
     threshold = _fast.resolve_fast_threshold(fast_threshold)
     fast = len(points) > threshold
+    grid_at = _fast.resolve_grid_threshold(grid_threshold)
+    grid = fast and len(points) > grid_at
     groups = [
         _page.GroupSpec(code, f"{label} sites ({points.group_counts[code]:,})")
         for code, (label, _colour) in _style.SECTORS.items()
@@ -130,7 +139,7 @@ def sites_map(
     for layer, _legend, _bounds in extra_layers:
         m.add_child(layer)  # type: ignore[arg-type]
     cluster, subgroups, data_html = _page.add_site_layers(
-        m, points, groups, fast=fast, disable_clustering_at_zoom=UNCLUSTERED_ZOOM
+        m, points, groups, fast=fast, grid=grid, disable_clustering_at_zoom=UNCLUSTERED_ZOOM
     )
     legend = _page.legend_html(
         _legend_sections(points) + [legend for _layer, legend, _b in extra_layers],
@@ -152,6 +161,8 @@ def sites_map(
         groups=groups,
         fast=fast,
         threshold=threshold,
+        grid=grid,
+        grid_threshold=grid_at,
         body_html=body,
         flag_filter="Flagged sites only",
         attribution=_attribution(
