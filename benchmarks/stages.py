@@ -336,8 +336,12 @@ def end_to_end(params: dict[str, Any]) -> dict[str, Any]:
         lambda: load_points(estate, files["points"], organisation="GP practices", sector="nhs"),
     )
     flags_run = step("flags", lambda: run_flags(estate))
-    coloc = step("colocation", lambda: run_colocation(estate, distance_m=800.0))
-    sites = flags_run.sites
+    # As `estates map` does: the flag run's sites, not a second read of the site table.
+    coloc = step(
+        "colocation",
+        lambda: run_colocation(estate, distance_m=800.0, sites=flags_run.sites),
+    )
+    sites = coloc.sites
     out = Path(params["folder"]) / "national_summary.html"
     info = step(
         "map",

@@ -54,14 +54,10 @@ def sites_map_frames(
         run = pipeline.load_run(estate, run_id)
         return run.sites, run.layers.get("clusters"), run.footprint, {"runs": {"run": run.run_id}}
     flags = pipeline.run_flags(estate, footprint=footprint, period=period)
-    coloc = pipeline.run_colocation(estate, footprint=footprint, period=period)
-    sites = flags.sites
-    ids = pd.DataFrame(coloc.sites[["site_id", "cluster_id"]])
-    merged = pd.DataFrame(sites).merge(ids, on="site_id", how="left")
-    sites = gpd.GeoDataFrame(merged, geometry=sites.geometry.name, crs=sites.crs)
+    coloc = pipeline.run_colocation(estate, footprint=footprint, period=period, sites=flags.sites)
     runs = {"flags_run": flags.run_id, "colocation_run": coloc.run_id}
     return (
-        sites,
+        coloc.sites,
         coloc.clusters,
         footprint,
         {"runs": runs, "flags": flags.summary, "colocation": coloc.summary},

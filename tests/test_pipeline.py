@@ -94,6 +94,19 @@ def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
     assert (clusters.geom_type == "Polygon").all()
     assert str(stored.sites["cluster_id"].dtype) == "Int64"
 
+    # Handed a flag run's sites, co-location finds the same clusters without reading the
+    # sites again, keeps the flags on its sites and leaves them out of its stored run.
+    flags = run_flags(estate, footprint=TRAFFORD)
+    shared = run_colocation(estate, footprint=TRAFFORD, distance_m=800.0, sites=flags.sites)
+    assert {frozenset(c) for c in shared.clusters["site_ids"]} == expected
+    assert shared.sites["cluster_id"].equals(coloc.sites["cluster_id"])
+    assert shared.sites["flags"].equals(flags.sites["flags"])
+    again = load_run(estate, shared.run_id).sites
+    assert again["flags"].isna().all() and "flag_vacant" not in again
+    assert again.set_index("site_id")["cluster_id"].equals(
+        stored.sites.set_index("site_id")["cluster_id"]
+    )
+
     # Pooling: the checker on the scenario, and the stored layers read back whole.
     settings = load_settings()
     pool = run_pooling(estate, footprint=TRAFFORD, settings=settings)
