@@ -111,6 +111,24 @@ def test_formatted_floats_round_trip(x: float) -> None:
 
 @PROFILE
 @given(
+    st.lists(
+        st.sampled_from(
+            ["1,234", "0", "12.5", "Not Applicable", "", "£5m", "n/a", "(1,234)", "abc", None]
+        )
+        | st.integers(min_value=-(10**6), max_value=10**6).map(lambda n: f"{n:,}"),
+        max_size=40,
+    )
+)
+def test_a_column_reads_as_its_cells_one_by_one(cells: list[str | None]) -> None:
+    """Repeated texts are read once per column; each cell must still read as it would alone."""
+    values, bad = parse(cells)
+    alone = [parse([cell]) for cell in cells]
+    assert np.array_equal(values, [v[0][0] for v in alone], equal_nan=True)
+    assert bad.tolist() == [bool(v[1][0]) for v in alone]
+
+
+@PROFILE
+@given(
     st.sampled_from(sorted(_parse.NULL_TOKENS)),
     SPACE,
     SPACE,

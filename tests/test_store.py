@@ -58,3 +58,21 @@ def test_wrong_crs_is_refused(estate: estates.Estate) -> None:
         estate.write_sites(
             gpd.GeoDataFrame(sites.drop(columns="geometry"), geometry=sites.geometry.values)
         )
+
+
+def test_fetch_arrays_match_the_driver_rows(estate: estates.Estate) -> None:
+    """Columns as object arrays, the same values as the rows; lists (PostGIS arrays) kept whole."""
+    from estates.db.store import fetch_arrays, fetch_columns, is_sqlite
+
+    sql = "SELECT 1 AS a, 'x' AS b, NULL AS c UNION ALL SELECT 2, 'y', 2.5 ORDER BY a"
+    with estate.read() as connection:
+        arrays = fetch_arrays(connection, sql)
+        lists = fetch_columns(connection, sql)
+        empty = fetch_arrays(connection, "SELECT 1 AS a WHERE 1 = 0")
+        if not is_sqlite(connection):
+            nested = fetch_arrays(connection, "SELECT ARRAY[1, 2] AS a, 3 AS b")
+            assert nested["a"].shape == (1,) and nested["a"][0] == [1, 2]
+            assert nested["b"].tolist() == [3]
+    assert {k: v.tolist() for k, v in arrays.items()} == lists
+    assert all(v.dtype == object for v in arrays.values())
+    assert list(empty) == ["a"] and len(empty["a"]) == 0

@@ -45,6 +45,10 @@ def make_engine(url: str) -> Engine:
     )
 
 
+#: Page cache of each GeoPackage connection (negative: KiB, so 64 MiB at most).
+PAGE_CACHE_KIB = -65536
+
+
 def _geopackage_engine(url: str) -> Engine:
     timeout = busy_timeout_seconds()
     database = make_url(url).database
@@ -64,6 +68,10 @@ def _geopackage_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # SQLite's default 2 MB page cache re-reads index pages from the OS on every
+        # insert into a national table's R-tree or indexes (measured: 10,000 new sites
+        # into a 437,000-entry R-tree in 2.1 s; 1.3 s with 256 MB). Pages only as used.
+        cursor.execute(f"PRAGMA cache_size = {PAGE_CACHE_KIB}")
         if cursor.execute("PRAGMA application_id").fetchone()[0] != geopackage.GPKG_APPLICATION_ID:
             geopackage.ensure_core(cursor)
         cursor.close()

