@@ -52,6 +52,8 @@ def test_every_stage_runs(tiny: dict[str, str]) -> None:
     assert 0 < geocoded["found"] <= geocoded["distinct"] <= geocoded["postcodes"]
     assert results["pooling"]["status"] in ("optimal", "time_limit")
     assert results["map"]["sites_drawn"] == results["footprints"]["sites"]
+    box = results["bbox"]  # GDAL's answer through the spatial index is the R-tree's own
+    assert box["rows"] == box["query_rows"] == box["rtree_rows"]
     assert results["e2e"]["sites"] > 0 and set(results["e2e"]["split_s"]) >= {
         "postcodes",
         "flags",

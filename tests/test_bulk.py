@@ -167,3 +167,18 @@ def test_only_sites_sharing_the_files_key_prefix_are_compared(estate: estates.Es
     assert result.site_ids["lgtc:a:0"] == first.site_ids["lgtc:a:0"]
     again = estate.write_sites(keyed([f"lgtc:a:{i}" for i in range(6)]))
     assert len(again.inserted) == 0
+
+
+def test_hilbert_order_walks_a_grid_one_cell_at_a_time() -> None:
+    """New sites get ids along a Hilbert curve: each next site is a neighbour on the ground."""
+    from estates.db.rtree import hilbert_order
+
+    cells = np.arange(16, dtype=float)
+    xx, yy = np.meshgrid(cells, cells)
+    points = shapely.points(xx.ravel(), yy.ravel())
+    mixed = np.concatenate([[None], points[::-1], [shapely.Point()]])
+    order = hilbert_order(mixed, bits=4)
+    assert sorted(order.tolist()) == list(range(len(mixed)))
+    assert order[-2:].tolist() == [0, len(mixed) - 1]  # missing and empty last, in order
+    walk = shapely.get_coordinates(mixed[order[:-2]])
+    assert (np.abs(np.diff(walk, axis=0)).sum(axis=1) == 1).all()

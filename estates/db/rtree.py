@@ -24,6 +24,7 @@ import sqlite3
 from dataclasses import dataclass
 
 import numpy as np
+import shapely
 
 from estates.db import bulk
 from estates.db.models import SPATIAL_COLUMNS
@@ -276,3 +277,37 @@ def put(
         np.concatenate([old["miny"].astype("float64"), bounds[:, 1]]),
         np.concatenate([old["maxy"].astype("float64"), bounds[:, 3]]),
     )
+
+
+def hilbert_order(geoms: np.ndarray, bits: int = 16) -> np.ndarray:
+    """Positions of ``geoms`` sorted along a Hilbert curve over their extent.
+
+    Rows written in this order sit on the same pages as their neighbours on the ground,
+    so a bounding-box query reads a few pages instead of one per row (GDAL's answer for
+    a 10 km box of a national site table: several times quicker). Missing and empty
+    geometries come last, in their input order.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    located = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+    if len(located) == 0:
+        return np.arange(len(geoms))
+    centre = shapely.get_coordinates(shapely.centroid(geoms[located]))
+    side = np.uint64((1 << bits) - 1)
+    lo, hi = centre.min(axis=0), centre.max(axis=0)
+    scaled = (centre - lo) / np.where(hi > lo, hi - lo, 1.0) * float(side)
+    x = scaled[:, 0].astype(np.uint64)
+    y = scaled[:, 1].astype(np.uint64)
+    d = np.zeros(len(located), dtype=np.uint64)
+    s = np.uint64(1 << (bits - 1))
+    while s > 0:
+        rx = (x & s) > 0
+        ry = (y & s) > 0
+        d += s * s * ((np.uint64(3) * rx.astype(np.uint64)) ^ ry.astype(np.uint64))
+        flip = ~ry & rx  # rotate the quadrant so the curve stays continuous
+        x = np.where(flip, side - x, x)
+        y = np.where(flip, side - y, y)
+        swap = ~ry
+        x, y = np.where(swap, y, x), np.where(swap, x, y)
+        s = np.uint64(int(s) >> 1)
+    rest = np.setdiff1d(np.arange(len(geoms)), located, assume_unique=True)
+    return np.concatenate([located[np.argsort(d, kind="stable")], rest])
