@@ -142,3 +142,23 @@ def test_invalid_polygons_are_repaired(estate: estates.Estate, tmp_path: Path) -
     assert (report.inserted, report.rejected) == (1, 1)
     stored = estate.boundaries(kind="other").geometry.iloc[0]
     assert stored.is_valid and stored.area > 0
+
+
+def test_points_on_shared_edges_go_to_the_smaller_then_lower_code() -> None:
+    """Pure assignment: inside, on an edge shared by two polygons, nested, outside."""
+    import numpy as np
+
+    from estates.ingest.footprints import assign_points
+
+    big = shapely.box(0, 0, 10, 10)  # area 100
+    left, right = shapely.box(10, 0, 20, 10), shapely.box(10, 10, 20, 20)  # area 100 each
+    small = shapely.box(2, 2, 4, 4)  # inside big, area 4
+    polygons = np.array([big, left, right, small], dtype=object)
+    codes = np.array(["E1", "E3", "E2", "E4"], dtype=object)
+    points = shapely.points([[5, 5], [10, 5], [15, 10], [3, 3], [50, 50], [15, 15]])
+    ids = np.array([11, 12, 13, 14, 15, 16])
+    out = assign_points(ids, points, polygons, codes)
+    # 12 sits on the edge big|left (equal areas: lower code E1); 13 on left|right (E2 < E3);
+    # 14 is in big and in small (the smaller wins); 15 is outside everything.
+    assert out["site_id"].tolist() == [11, 12, 13, 14, 16]
+    assert out["code"].tolist() == ["E1", "E1", "E2", "E4", "E2"]

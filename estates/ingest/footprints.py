@@ -40,17 +40,21 @@ def assign_points(
     poly_idx, point_idx = tree.query(polygons, predicate="intersects")
     if len(point_idx) == 0:
         return pd.DataFrame({"site_id": pd.Series(dtype="int64"), "code": pd.Series(dtype=object)})
+    # A point on a shared edge (or in overlapping polygons) goes to the smallest polygon,
+    # then the lowest code: only those few points need the sort.
+    shared = np.bincount(point_idx, minlength=len(points))[point_idx] > 1
     pairs = pd.DataFrame(
         {
-            "point": point_idx,
-            "area": shapely.area(polygons[poly_idx]),
-            "code": codes[poly_idx],
+            "point": point_idx[shared],
+            "area": shapely.area(polygons)[poly_idx[shared]],  # each polygon's area once
+            "code": codes[poly_idx[shared]],
         }
     )
     best = pairs.sort_values(["point", "area", "code"]).drop_duplicates("point", keep="first")
-    return pd.DataFrame(
-        {"site_id": ids[best["point"].to_numpy()], "code": best["code"].to_numpy()}
-    ).reset_index(drop=True)
+    point = np.concatenate([point_idx[~shared], best["point"].to_numpy()])
+    code = np.concatenate([codes[poly_idx[~shared]], best["code"].to_numpy()])
+    order = np.argsort(point, kind="stable")
+    return pd.DataFrame({"site_id": ids[point[order]], "code": code[order]})
 
 
 def assign_footprints(
