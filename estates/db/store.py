@@ -392,6 +392,9 @@ def _insert_sites(
 
     Ids are given along a Hilbert curve (:func:`rtree.hilbert_order`), so sites near each
     other on the ground are near each other in the table and a box query reads few pages.
+    The price is paid once, at load: ``source_key`` index inserts out of key order make
+    a 147,000-site register 25% slower to write (with the 64 MB page cache; twice as slow
+    with SQLite's default 2 MB).
     """
     order = rtree.hilbert_order(geoms)
     ids_in_frame_order = np.empty(len(frame), dtype=np.int64)
