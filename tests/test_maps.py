@@ -90,21 +90,29 @@ def test_script_json_cannot_close_a_script_element() -> None:
     assert json.loads(text) == {"name": SCRIPT_BREAK, "x": None, "sep": "\u2028"}
 
 
+def _named_areas(
+    sites: gpd.GeoDataFrame, area_name: str, cluster_names: str
+) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFrame]:
+    """A district around the sites and a cluster of the first three, with the given texts."""
+    boundary = gpd.GeoDataFrame(
+        {"code": ["E1"], "name": [area_name], "kind": ["lad"]},
+        geometry=[sites.union_all().convex_hull.buffer(500)],
+        crs=sites.crs,
+    )
+    clusters = gpd.GeoDataFrame(
+        {"cluster_id": [1], "n_sites": [3], "organisations": [cluster_names], "sectors": ["nhs"]},
+        geometry=[sites.geometry.iloc[:3].union_all().convex_hull],
+        crs=sites.crs,
+    )
+    return boundary, clusters
+
+
 @pytest.mark.parametrize(("fast_threshold", "grid_threshold"), PATHS.values(), ids=list(PATHS))
 def test_source_strings_never_reach_the_page_unescaped(
     fast_threshold: int, grid_threshold: int | None
 ) -> None:
     sites = evil_frame()
-    boundary = gpd.GeoDataFrame(
-        {"code": ["E1"], "name": [EVIL_NAME], "kind": ["lad"]},
-        geometry=[sites.union_all().convex_hull.buffer(500)],
-        crs=sites.crs,
-    )
-    clusters = gpd.GeoDataFrame(
-        {"cluster_id": [1], "n_sites": [3], "organisations": [EVIL_NAME], "sectors": ["nhs"]},
-        geometry=[sites.geometry.iloc[:3].union_all().convex_hull],
-        crs=sites.crs,
-    )
+    boundary, clusters = _named_areas(sites, EVIL_NAME, EVIL_NAME)
     m = maps.sites_map(
         sites,
         boundaries=boundary,
@@ -145,16 +153,7 @@ def test_template_syntax_in_source_strings_stays_text(
     sites.loc[sites.index[2], "name"] = "Unbalanced {{"
     sites["organisation_name"] = "Org {{ 6*7 }}"
     sites["reason_vacant"] = "Reason {{ 6*7 }}"
-    boundary = gpd.GeoDataFrame(
-        {"code": ["E1"], "name": ["Area {{ 6*7 }}"], "kind": ["lad"]},
-        geometry=[sites.union_all().convex_hull.buffer(500)],
-        crs=sites.crs,
-    )
-    clusters = gpd.GeoDataFrame(
-        {"cluster_id": [1], "n_sites": [3], "organisations": ["Cluster {{ 6*7 }}"]},
-        geometry=[sites.geometry.iloc[:3].union_all().convex_hull],
-        crs=sites.crs,
-    )
+    boundary, clusters = _named_areas(sites, "Area {{ 6*7 }}", "Cluster {{ 6*7 }}")
     m = maps.sites_map(
         sites,
         boundaries=boundary,

@@ -345,31 +345,16 @@ def _refresh_hashes(connection: Connection, ids: np.ndarray, hashes: np.ndarray)
     )
 
 
-def fetch_columns(
-    connection: Connection, sql: str, params: dict[str, Any] | None = None
-) -> dict[str, list[Any]]:
-    """A query's result as one list per column, straight from the driver's cursor.
-
-    SQLAlchemy's row objects cost about a microsecond each to build and unpack: for the
-    500,000 rows of a national estate, more than the query. ``sql`` is our own text
-    with ``:name`` parameters, bound as usual.
-    """
-    result = connection.execute(text(sql), params or {})
-    keys = list(result.keys())
-    rows = result.cursor.fetchall() if result.cursor is not None else []
-    if not rows:
-        return {k: [] for k in keys}
-    return {k: list(column) for k, column in zip(keys, zip(*rows, strict=True), strict=True)}
-
-
 def fetch_arrays(
     connection: Connection, sql: str, params: dict[str, Any] | None = None
 ) -> dict[str, np.ndarray]:
-    """:func:`fetch_columns` as object arrays, split from one 2-D array of the rows.
+    """A query's result as one object array per column, straight from the driver's cursor.
 
-    numpy builds the 2-D array in one C loop: for a national site table this is a second
-    quicker than transposing 500,000 tuples in Python and half a second quicker to make
-    a frame of. Values must be scalars (no lists); anything else falls back to the lists.
+    SQLAlchemy's row objects cost about a microsecond each to build and unpack: for the
+    500,000 rows of a national estate, more than the query. numpy then builds one 2-D
+    array of the rows in a C loop (a second quicker than transposing 500,000 tuples in
+    Python). A value numpy would read as a sequence (a PostGIS array) is kept whole.
+    ``sql`` is our own text with ``:name`` parameters, bound as usual.
     """
     result = connection.execute(text(sql), params or {})
     keys = list(result.keys())
@@ -383,6 +368,13 @@ def fetch_arrays(
             for j, value in enumerate(row):
                 table[i, j] = value
     return {k: table[:, j].copy() for j, k in enumerate(keys)}
+
+
+def fetch_columns(
+    connection: Connection, sql: str, params: dict[str, Any] | None = None
+) -> dict[str, list[Any]]:
+    """:func:`fetch_arrays` as plain lists, for callers that want Python values."""
+    return {k: v.tolist() for k, v in fetch_arrays(connection, sql, params).items()}
 
 
 def _insert_sites(
@@ -667,14 +659,13 @@ def _read_sites(
     frame["non_geographic"] = frame["non_geographic"].astype(bool)
     for column in _FLOAT_FIELDS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
-    footprints = fetch_columns(connection, "SELECT site_id, kind, code FROM site_footprint")
-    if footprints["site_id"]:
+    footprints = fetch_arrays(connection, "SELECT site_id, kind, code FROM site_footprint")
+    if len(footprints["site_id"]):
         # One column per kind, placed by site id (a pivot of 500,000 rows costs seconds).
         site_of = pd.Index(frame["site_id"].to_numpy())
-        assigned_ids = np.asarray(footprints["site_id"], dtype=np.int64)
-        kinds = np.asarray(footprints["kind"], dtype=object)
-        codes = np.asarray(footprints["code"], dtype=object)
-        for kind in sorted(set(footprints["kind"])):
+        assigned_ids = footprints["site_id"].astype(np.int64)
+        kinds, codes = footprints["kind"], footprints["code"]
+        for kind in sorted(set(kinds.tolist())):
             of_kind = kinds == kind
             rows = site_of.get_indexer(assigned_ids[of_kind])
             placed = np.full(len(frame), None, dtype=object)
@@ -702,10 +693,10 @@ def read_measures(connection: Connection, period: str | None = None) -> pd.DataF
             f"SELECT site_id, period, {columns} FROM site_measure m WHERE period = "
             "(SELECT max(period) FROM site_measure m2 WHERE m2.site_id = m.site_id)"
         )
-        found = fetch_columns(connection, sql)
+        found = fetch_arrays(connection, sql)
     else:
         sql = f"SELECT site_id, period, {columns} FROM site_measure WHERE period = :period"
-        found = fetch_columns(connection, sql, {"period": period})
+        found = fetch_arrays(connection, sql, {"period": period})
     frame = pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in found.items()})
     frame["site_id"] = frame["site_id"].astype("int64")
     for column in MEASURE_FIELDS:

@@ -635,6 +635,14 @@ function estatesRuntime(map, cluster, control, layers, config, areaLayers) {
     for (var k = 0; k < ids.length; k++) { if (ids[k] === id) { return k; } }
     return -1;
   };
+  // the site's layer shown and the flag filter lifted, so it can be opened; null if unknown
+  var revealSite = function (id) {
+    var found = em.findMarker(id);
+    if (!found) { return null; }
+    if (found.hidden && em.flagFilter) { map.removeLayer(em.flagFilter); }
+    if (!map.hasLayer(found.group.layer)) { map.addLayer(found.group.layer); }
+    return found;
+  };
   if (grid) {
     // no marker per site: count the data, and find sites by where they are painted
     em.markers = function () { return []; };
@@ -668,10 +676,8 @@ function estatesRuntime(map, cluster, control, layers, config, areaLayers) {
     };
     em.openSite = function (id) {
       return new Promise(function (resolve, reject) {
-        var found = em.findMarker(id);
+        var found = revealSite(id);
         if (!found) { reject(new Error("no site " + id)); return; }
-        if (found.hidden && em.flagFilter) { map.removeLayer(em.flagFilter); }
-        if (!map.hasLayer(found.group.layer)) { map.addLayer(found.group.layer); }
         // from this zoom every site is painted on its own (no bubbles)
         map.setView(found.latlng, Math.max(map.getZoom(), config.unclusteredZoom), {animate: false});
         resolve(em.grid.openSitePopup(found.site));
@@ -708,10 +714,8 @@ function estatesRuntime(map, cluster, control, layers, config, areaLayers) {
     };
     em.openSite = function (id) {
       return new Promise(function (resolve, reject) {
-        var found = em.findMarker(id);
+        var found = revealSite(id);
         if (!found) { reject(new Error("no marker for site " + id)); return; }
-        if (found.hidden && em.flagFilter) { map.removeLayer(em.flagFilter); }
-        if (!map.hasLayer(found.group.layer)) { map.addLayer(found.group.layer); }
         var marker = found.marker, tries = 0, done = false;
         var open = function () {
           if (done) { return; }
