@@ -34,7 +34,7 @@ from estates.analysis.pooling import PoolingScenario, pool_footprint
 from estates.analysis.sensitivity import SWEPT, flag_sensitivity
 from estates.analysis.settings import AnalysisSettings, load_settings
 from estates.db import boundaries as db_boundaries
-from estates.db import runs
+from estates.db import runs, store
 from estates.errors import NotFoundError
 from estates.estate import Estate
 from estates.settings import WORKING_CRS
@@ -200,10 +200,10 @@ def _store_run(
             code_version=_version(),
         )
         summary["run_id"] = run_id
-        written = runs.write_site_results(connection, run_id, sites, value_columns, roles=roles)
+        runs.write_site_results(connection, run_id, sites, value_columns, roles=roles)
         for layer, (frame, key) in (layers or {}).items():
             runs.write_features(connection, run_id, layer, frame, key)
-        runs.set_summary(connection, run_id, summary, result_columns=written)
+        runs.set_summary(connection, run_id, summary)
     return run_id
 
 
@@ -517,7 +517,7 @@ def load_run(estate: Estate, run_id: int) -> StoredRun:
         row = runs.read_run(connection, run_id)
         results = runs.read_site_results(connection, run_id)
         layers = runs.read_features(connection, run_id)
-    points = estate.sites()[["site_id", "geometry"]]
+        points = store.read_site_points(connection)
     merged = results.merge(pd.DataFrame(points), on="site_id", how="left")
     sites = gpd.GeoDataFrame(
         merged.drop(columns=["geometry"]),

@@ -1,4 +1,4 @@
-"""Per-site run results: JSON rows built column-wise without nulls, read back whole."""
+"""Per-site run results: one columnar blob per run that reads back as it was written."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ import pytest
 from sqlalchemy import text
 
 import estates
-from estates.db import runs
-from estates.db.store import is_sqlite
+from estates.db import columnar, runs
 from estates.demo import demo_sites
 
 
@@ -31,16 +30,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-def _expected_texts(frame: pd.DataFrame, columns: list[str]) -> list[str]:
-    """Independent: per row, the dict of non-null values dumped by ``json.dumps``."""
-    out = []
-    for i in range(len(frame)):
-        row = {c: _plain(frame[c].iloc[i]) for c in columns}
-        kept = {c: v for c, v in row.items() if v is not None}
-        out.append(json.dumps(kept, ensure_ascii=False, separators=(",", ":"), allow_nan=False))
-    return out
 
 
 def _awkward(n: int = 60) -> pd.DataFrame:
@@ -75,111 +64,175 @@ def _awkward(n: int = 60) -> pd.DataFrame:
     return frame
 
 
-@pytest.mark.parametrize("batch_rows", [1, 7, 1000])
-def test_json_objects_equal_dumps_of_the_non_null_values(batch_rows: int) -> None:
-    frame = _awkward()
-    columns = [*frame.columns, "absent", "status"]  # unknown and repeated names are skipped
-    texts = [t for batch in runs.json_objects(frame, columns, batch_rows=batch_rows) for t in batch]
-    assert texts == _expected_texts(frame, list(frame.columns))
-    for t in texts:
-        assert "null" not in t.replace("null_", "")
-        assert isinstance(json.loads(t), dict)
+def _assert_read_back(back: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """Numbers and nullable columns exactly as written; everything else as JSON values."""
+    assert list(back.columns) == list(frame.columns)
+    for name in frame.columns:
+        wrote, got = frame[name], back[name]
+        if isinstance(wrote.dtype, np.dtype) and wrote.dtype.kind in "biuf":
+            assert got.dtype == wrote.dtype, name
+            a, b = wrote.to_numpy(), got.to_numpy()
+            assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+            if a.dtype.kind == "f":  # -0.0 stays -0.0
+                assert np.array_equal(np.signbit(a), np.signbit(b)), name
+        elif str(wrote.dtype) in ("Int64", "Float64", "boolean"):
+            assert got.dtype == wrote.dtype, name
+            assert got.isna().tolist() == wrote.isna().tolist(), name
+            assert got.dropna().tolist() == wrote.dropna().tolist(), name
+        else:
+            assert got.dtype == object, name
+            assert got.tolist() == [_plain(v) for v in wrote.tolist()], name
 
 
-def test_json_objects_of_rows_with_nothing() -> None:
-    frame = pd.DataFrame({"a": [None, None], "b": [np.nan, np.nan]})
-    assert list(runs.json_objects(frame, ["a", "b"])) == [["{}", "{}"]]
-    assert list(runs.json_objects(frame.iloc[:0], ["a", "b"])) == []
-    assert list(runs.json_objects(frame, [])) == [["{}", "{}"]]
+@pytest.mark.parametrize("n", [0, 1, 60, 300])
+def test_a_frame_reads_back_as_it_was_written(n: int) -> None:
+    frame = _awkward(max(n, 2)).iloc[:n].reset_index(drop=True)
+    frame["F"] = pd.array([None if i % 3 else i / 7 for i in range(n)], dtype="Float64")
+    frame["many"] = [f"name {i}" for i in range(n)]  # more codes than an int8 holds
+    back = columnar.decode_frame(columnar.encode_frame(frame))
+    _assert_read_back(back, frame)
+    assert len(back) == n
+
+
+def test_a_stored_frame_is_a_plain_npz_with_small_codes() -> None:
+    import io
+
+    frame = pd.DataFrame({"status": ["pass", "flagged", None] * 1000, "x": np.arange(3000.0)})
+    data = columnar.encode_frame(frame)
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        header = json.loads(archive["header"].tobytes())
+        assert header == {
+            "format": 1,
+            "rows": 3000,
+            "columns": [{"name": "status", "kind": "text"}, {"name": "x", "kind": "values"}],
+        }
+        assert archive["0.codes"].dtype == np.int8
+        assert json.loads(archive["0.labels"].tobytes()) == ["pass", "flagged"]
+        assert archive["0.codes"][:3].tolist() == [0, 1, -1]
+    assert len(data) < 3000 * 2  # a few bytes a row: codes and floats, compressed
+    with pytest.raises(ValueError, match="repeated column names"):
+        columnar.encode_frame(pd.DataFrame([[1, 2]], columns=["a", "a"]))
 
 
 def _results_frame(site_ids: list[int]) -> pd.DataFrame:
     n = len(site_ids)
-    frame = _awkward(n).drop(columns=["when", "B", "category"])
+    frame = _awkward(n).drop(columns=["when", "category"])
     frame.insert(0, "site_id", site_ids)
     frame["flags"] = ["underused_space" if i % 4 == 0 else "" for i in range(n)]
     frame["all_nan"] = np.nan
     return frame
 
 
-def _write(estate: estates.Estate, frame: pd.DataFrame, *, old_format: bool) -> int:
-    columns = [c for c in frame.columns if c != "site_id"]
-    with estate.write() as connection:
-        run_id = runs.create_run(
-            connection, kind="flags", footprint=None, period=None, parameters={}, code_version="t"
-        )
-        if not old_format:
-            written = runs.write_site_results(connection, run_id, frame, columns)
-            runs.set_summary(connection, run_id, {"sites": len(frame)}, result_columns=written)
-            return run_id
-        # As runs were stored before result_columns: every key in every row, nulls as null.
-        cast = ":v" if is_sqlite(connection) else "CAST(:v AS JSONB)"
-        connection.execute(
-            text(
-                'INSERT INTO site_result (run_id, site_id, flags, role, "values") '
-                f"VALUES (:run, :site, :flags, NULL, {cast})"
-            ),
-            [
-                {
-                    "run": run_id,
-                    "site": int(frame["site_id"].iloc[i]),
-                    "flags": frame["flags"].iloc[i],
-                    "v": json.dumps({c: _plain(frame[c].iloc[i]) for c in columns}),
-                }
-                for i in range(len(frame))
-            ],
-        )
-        runs.set_summary(connection, run_id, {"sites": len(frame)})
-    return run_id
+def _run(connection: Any) -> int:
+    return runs.create_run(
+        connection, kind="flags", footprint=None, period=None, parameters={}, code_version="t"
+    )
 
 
-def test_results_read_back_as_the_full_rows_did(estate: estates.Estate) -> None:
+def test_run_results_read_back_by_site_id(estate: estates.Estate) -> None:
     estate.write_sites(demo_sites(n_sites=48))
     site_ids = sorted(int(i) for i in estate.sites()["site_id"])
     frame = _results_frame(site_ids)
-    new_run = _write(estate, frame, old_format=False)
-    old_run = _write(estate, frame, old_format=True)
-    with estate.read() as connection:
-        new = runs.read_site_results(connection, new_run)
-        old = runs.read_site_results(connection, old_run)
-        row = runs.read_run(connection, new_run)
-        stored = [
-            r[0]
-            for r in connection.execute(
-                text('SELECT "values" FROM site_result WHERE run_id = :r ORDER BY site_id'),
-                {"r": new_run},
-            )
-        ]
-        extract = (
-            "json_extract(\"values\", '$.status')"
-            if is_sqlite(connection)
-            else "\"values\" ->> 'status'"
+    shuffled = frame.sample(frac=1.0, random_state=3)
+    columns = [c for c in frame.columns if c != "site_id"]
+    roles = [None if i % 2 else "receiver" for i in range(len(frame))]
+    with estate.write() as connection:
+        run_id = _run(connection)
+        written = runs.write_site_results(
+            connection, run_id, shuffled, [*columns, "absent"], roles=roles
         )
-        statuses = [
-            r[0]
-            for r in connection.execute(
-                text(f"SELECT {extract} FROM site_result WHERE run_id = :r ORDER BY site_id"),
-                {"r": new_run},
+        runs.set_summary(connection, run_id, {"sites": written})
+        empty_run = _run(connection)
+    with estate.read() as connection:
+        back = runs.read_site_results(connection, run_id)
+        nothing = runs.read_site_results(connection, empty_run)
+        row = runs.read_run(connection, run_id)
+        stored = connection.execute(
+            text("SELECT run_id, sites FROM run_result ORDER BY run_id")
+        ).fetchall()
+    assert written == len(frame) and row["summary"] == {"sites": len(frame)}
+    assert [tuple(r) for r in stored] == [(run_id, len(frame))]  # one row per run
+    # In site_id order, whatever order the run had; its roles follow their sites.
+    assert back["site_id"].tolist() == site_ids
+    expected = shuffled.assign(role=pd.Series(roles, index=shuffled.index, dtype=object))
+    expected = expected.sort_values("site_id").reset_index(drop=True)
+    _assert_read_back(back, expected)
+    assert back["reason"].isna().sum() > 0
+    assert list(nothing.columns) == ["site_id", "flags", "role"] and nothing.empty
+
+
+def test_a_run_without_flags_or_roles_still_has_the_columns(estate: estates.Estate) -> None:
+    estate.write_sites(demo_sites(n_sites=5))
+    sites = estate.sites()[["site_id", "name"]]
+    with estate.write() as connection:
+        run_id = _run(connection)
+        runs.write_site_results(connection, run_id, sites, ["name"])
+    with estate.read() as connection:
+        back = runs.read_site_results(connection, run_id)
+    assert list(back.columns) == ["site_id", "name", "role", "flags"]
+    assert back["flags"].tolist() == [None] * 5 and back["role"].tolist() == [None] * 5
+    assert back["name"].tolist() == sites.sort_values("site_id")["name"].tolist()
+
+
+def test_upgrade_converts_per_site_rows_and_downgrade_restores_them(
+    estate: estates.Estate,
+) -> None:
+    """Runs stored as JSON rows before 0004 (both row formats) read back whole after it."""
+    estate.write_sites(demo_sites(n_sites=12))
+    site_ids = sorted(int(i) for i in estate.sites()["site_id"])
+    estate.downgrade("0003")
+    cast = ":v" if estate.is_geopackage else "CAST(:v AS JSONB)"
+    compact = {"site_id": None, "flag_vacant": "flagged", "spare_m2": 12.5, "reason": None}
+    with estate.write() as connection:
+        run_ids = []
+        for with_columns in (True, False):
+            run_ids.append(_run(connection))
+            summary = {"sites": 12, **({"result_columns": list(compact)} if with_columns else {})}
+            connection.execute(
+                text(
+                    f"UPDATE analysis_run SET summary = {cast.replace(':v', ':s')} WHERE id = :id"
+                ),
+                {"s": json.dumps(summary), "id": run_ids[-1]},
             )
-        ]
-    # The same frame as a run whose rows hold every key, columns null everywhere included;
-    # in the run's own column order on both backends (JSONB reorders the keys of a row).
-    pd.testing.assert_frame_equal(new, old, check_exact=True, check_like=True)
-    assert list(new.columns) == [*frame.columns, "role"]
-    assert new["never"].tolist() == [None] * len(frame)
-    assert new["all_nan"].tolist() == [None] * len(frame)
-    assert new["reason"].isna().sum() > 0 and new["reason"].dropna().tolist() == [
-        r for r in frame["reason"] if r is not None
-    ]
-    assert np.array_equal(
-        new["f"].to_numpy(dtype=float),
-        frame["f"].where(np.isfinite(frame["f"])).to_numpy(),
-        equal_nan=True,
-    )
-    assert statuses == frame["status"].tolist()
-    # Nulls are left out of the stored objects, and the run keeps its columns apart.
-    objects = [json.loads(v) if isinstance(v, str) else v for v in stored]
-    assert all(None not in o.values() for o in objects)
-    assert not any("never" in o or "all_nan" in o for o in objects)
-    assert row["summary"] == {"sites": len(frame)}
-    assert row[runs.RESULT_COLUMNS] == [c for c in frame.columns if c != "site_id"]
+            rows = []
+            for n, site_id in enumerate(site_ids):
+                values = {"flag_vacant": "flagged" if n % 2 else "pass", "spare_m2": n * 1.5}
+                if not with_columns:  # the first format: every key, nulls as null
+                    values["reason"] = None
+                rows.append(
+                    {
+                        "run": run_ids[-1],
+                        "site": site_id,
+                        "flags": "vacant" if n % 2 else "",
+                        "role": "released" if n == 3 else None,
+                        "v": json.dumps(values),
+                    }
+                )
+            connection.execute(
+                text(
+                    'INSERT INTO site_result (run_id, site_id, flags, role, "values") '
+                    f"VALUES (:run, :site, :flags, :role, {cast})"
+                ),
+                rows,
+            )
+    estate.upgrade()
+    with estate.read() as connection:
+        for run_id in run_ids:
+            back = runs.read_site_results(connection, run_id)
+            assert runs.read_run(connection, run_id)["summary"] == {"sites": 12}
+            assert back["site_id"].tolist() == site_ids
+            assert back["flag_vacant"].tolist() == ["pass", "flagged"] * 6
+            assert back["spare_m2"].tolist() == [n * 1.5 for n in range(12)]
+            assert back["flags"].tolist() == ["", "vacant"] * 6
+            assert back["role"].tolist() == [None, None, None, "released", *[None] * 8]
+            assert "reason" in back and back["reason"].isna().all()
+    estate.downgrade("0003")
+    with estate.read() as connection:
+        restored = connection.execute(
+            text('SELECT site_id, flags, role, "values" FROM site_result WHERE run_id = :r'),
+            {"r": run_ids[0]},
+        ).fetchall()
+    assert sorted(r[0] for r in restored) == site_ids
+    values = [json.loads(r[3]) if isinstance(r[3], str) else r[3] for r in restored]
+    assert {v["flag_vacant"] for v in values} == {"pass", "flagged"}
+    estate.upgrade()

@@ -85,6 +85,8 @@ def test_geopackage_opens_in_gdal_as_layers_in_bng(tmp_path) -> None:  # type: i
     assert layers["site"] == "Point"
     assert layers["boundary"] == "MultiPolygon"
     assert "organisation" in layers and "load_batch" in layers
+    # Every catalogued layer is one of our tables (GDAL warns about any that is not).
+    assert set(layers) == set(Base.metadata.tables)
     info = pyogrio.read_info(path, layer="site")
     assert info["crs"] == "EPSG:27700"
     assert info["features"] == len(sites)

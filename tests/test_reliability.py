@@ -113,6 +113,12 @@ def test_undo_restores_previous_state(estate: estates.Estate) -> None:
     assert batches.loc[batch_id, "status"] == "undone"
     with pytest.raises(estates.EstatesError, match="already undone"):
         estate.undo(batch_id)
+    # The undone sites' ids are never handed out again: a stored run names sites by id.
+    undone_ids = set(range(41, 51))
+    assert not undone_ids & set(after["site_id"])
+    load_frame(estate, extra, "v3")
+    reloaded = estate.sites().set_index("source_key").loc[extra["source_key"], "site_id"]
+    assert reloaded.min() > 50
 
 
 def test_undo_refuses_when_a_later_batch_touched_the_same_sites(estate: estates.Estate) -> None:

@@ -30,8 +30,7 @@ _REFERENCES = (
     ("site", "organisation_id", "organisation"),
     ("site_measure", "site_id", "site"),
     ("site_footprint", "site_id", "site"),
-    ("site_result", "site_id", "site"),
-    ("site_result", "run_id", "analysis_run"),
+    ("run_result", "run_id", "analysis_run"),
     ("analysis_feature", "run_id", "analysis_run"),
     ("rejected_row", "batch_id", "load_batch"),
     ("site_change", "batch_id", "load_batch"),
@@ -228,7 +227,7 @@ def undo_batch(connection: Connection, batch_id: int) -> dict[str, Any]:
         chunk = inserted[start : start + 5000]
         params = {f"i{n}": v for n, v in enumerate(chunk)}
         marks = ", ".join(f":i{n}" for n in range(len(chunk)))
-        for table in ("site_measure", "site_footprint", "site_result"):
+        for table in ("site_measure", "site_footprint"):
             connection.execute(text(f"DELETE FROM {table} WHERE site_id IN ({marks})"), params)
         connection.execute(text(f"DELETE FROM site WHERE id IN ({marks})"), params)
     for change in updated:

@@ -400,7 +400,17 @@ def _insert_in_order(
     connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
 ) -> np.ndarray:
     if is_sqlite(connection):
-        start = connection.execute(text("SELECT coalesce(max(id), 0) FROM site")).scalar_one() + 1
+        # Never an id used before (an undone load's sites are gone from ``site`` but not
+        # from the change log): a stored run names its sites by id.
+        start = (
+            connection.execute(
+                text(
+                    "SELECT max(coalesce((SELECT max(id) FROM site), 0), "
+                    "coalesce((SELECT max(site_id) FROM site_change), 0))"
+                )
+            ).scalar_one()
+            + 1
+        )
         ids = np.arange(start, start + len(frame), dtype=np.int64)
         values = [
             ids.tolist(),
@@ -676,6 +686,16 @@ def _read_sites(
     return gpd.GeoDataFrame(
         frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS, index=frame.index)
     )
+
+
+def read_site_points(connection: Connection) -> gpd.GeoDataFrame:
+    """Every site's id and point (None where unlocated), by id: all a stored run needs."""
+    columns = fetch_arrays(
+        connection, f"SELECT id AS site_id, {geom_select(connection)} AS geom FROM site ORDER BY id"
+    )
+    site_ids = columns["site_id"].astype(np.int64)
+    geoms = decode_geometries(connection, list(columns["geom"]))
+    return gpd.GeoDataFrame({"site_id": site_ids}, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS))
 
 
 def json_text(value: Any) -> str | None:
