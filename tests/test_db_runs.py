@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from datetime import datetime
@@ -88,15 +89,23 @@ def _assert_read_back(back: pd.DataFrame, frame: pd.DataFrame) -> None:
 def test_a_frame_reads_back_as_it_was_written(n: int) -> None:
     frame = _awkward(max(n, 2)).iloc[:n].reset_index(drop=True)
     frame["F"] = pd.array([None if i % 3 else i / 7 for i in range(n)], dtype="Float64")
-    frame["many"] = [f"name {i}" for i in range(n)]  # more codes than an int8 holds
-    back = columnar.decode_frame(columnar.encode_frame(frame))
+    frame["pairs"] = [f"name {i // 2}" for i in range(n)]  # at 300 rows: int16 codes
+    data = columnar.encode_frame(frame)
+    back = columnar.decode_frame(data)
     _assert_read_back(back, frame)
     assert len(back) == n
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        kinds = {c["name"]: c["kind"] for c in json.loads(archive["header"].tobytes())["columns"]}
+        if n == 300:
+            assert archive[f"{list(frame.columns).index('pairs')}.codes"].dtype == np.int16
+    assert kinds["f"] == kinds["i"] == kinds["b"] == kinds["f32"] == "values"
+    assert kinds["I"] == "Int64" and kinds["B"] == "boolean" and kinds["F"] == "Float64"
+    assert kinds["status"] == "text"
+    assert kinds["mixed"] == ("json" if n else "text")  # lists cannot be hashed
+    assert kinds["unique"] == ("json" if n >= 100 else "text")  # mostly distinct: a plain list
 
 
 def test_a_stored_frame_is_a_plain_npz_with_small_codes() -> None:
-    import io
-
     frame = pd.DataFrame({"status": ["pass", "flagged", None] * 1000, "x": np.arange(3000.0)})
     data = columnar.encode_frame(frame)
     with np.load(io.BytesIO(data), allow_pickle=False) as archive:

@@ -15,7 +15,9 @@ The blob is a standard ``.npz`` archive (a zip of ``.npy`` arrays; ``numpy.load`
     and ``k.null`` (True where null);
   - ``text`` (anything else: strings, categories, times, mixed objects): ``k.codes``
     (the smallest integer type; -1 where null) and ``k.labels``, the distinct values
-    as a UTF-8 JSON list, each as :func:`jsonable` makes it.
+    as a UTF-8 JSON list, each as :func:`jsonable` makes it;
+  - ``json``: the same, for a column whose values are mostly distinct (keys, names) or
+    cannot be hashed (lists): ``k.json``, every value in a UTF-8 JSON list.
 
 It reads back with the columns, order and dtypes written; text comes back as an object
 column with ``None`` where null, NaN and infinities in text columns as ``None``.
@@ -103,19 +105,35 @@ def _store_column(series: pd.Series, key: str, arrays: dict[str, np.ndarray]) ->
         arrays[f"{key}.values"] = series.to_numpy(dtype=numbers, na_value=numbers.type(0))
         arrays[f"{key}.null"] = series.isna().to_numpy()
         return str(dtype)
-    codes, labels = _factorized(series)
+    cells = series.to_numpy(dtype=object)  # hashes objects a third quicker than "str" does
+    if _mostly_distinct(cells):
+        values = cells.tolist()
+        arrays[f"{key}.json"] = _utf8_json([v if type(v) is str else jsonable(v) for v in values])
+        return "json"
+    codes, labels = _factorized(cells)
     arrays[f"{key}.codes"] = codes
     arrays[f"{key}.labels"] = _utf8_json(labels)
     return "text"
 
 
-def _factorized(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
-    """Codes (-1 for null) and the distinct values as JSON values."""
-    cells = series.to_numpy(dtype=object)  # hashes objects a third quicker than "str" does
+#: Values sampled to choose between a dictionary of distinct values and the plain list.
+_SAMPLE = 2_000
+
+
+def _mostly_distinct(cells: np.ndarray) -> bool:
+    """Whether most values differ (keys, names, postcodes), or cannot be hashed at all:
+    then hashing them to find the few repeats costs more than it saves."""
+    sample = cells[:: max(1, len(cells) // _SAMPLE)].tolist()
     try:
-        codes, uniques = pd.factorize(cells, use_na_sentinel=True)
-    except TypeError:  # unhashable cells (lists, dicts): each value is its own label
-        codes, uniques = np.arange(len(cells)), cells
+        distinct = len(set(sample))
+    except TypeError:  # lists, dicts
+        return True
+    return len(sample) >= 100 and distinct > len(sample) // 2
+
+
+def _factorized(cells: np.ndarray) -> tuple[np.ndarray, list[Any]]:
+    """Codes (-1 for null) and the distinct values as JSON values."""
+    codes, uniques = pd.factorize(cells, use_na_sentinel=True)
     labels = uniques.tolist()
     if not all(type(v) is str for v in labels):
         labels = [jsonable(v) for v in labels]
@@ -129,6 +147,10 @@ def _factorized(series: pd.Series) -> tuple[np.ndarray, list[Any]]:
 def _read_column(archive: Any, key: str, kind: str) -> Any:
     if kind == "values":
         return archive[f"{key}.values"]
+    if kind == "json":
+        values = json.loads(archive[f"{key}.json"].tobytes().decode("utf-8"))
+        cells = np.fromiter(values, dtype=object, count=len(values))  # lists stay cells
+        return pd.Series(cells, dtype=object)
     if kind == "text":
         labels = json.loads(archive[f"{key}.labels"].tobytes().decode("utf-8"))
         table = np.empty(len(labels) + 1, dtype=object)
