@@ -76,3 +76,23 @@ def test_fetch_arrays_match_the_driver_rows(estate: estates.Estate) -> None:
     assert {k: v.tolist() for k, v in arrays.items()} == lists
     assert all(v.dtype == object for v in arrays.values())
     assert list(empty) == ["a"] and len(empty["a"]) == 0
+
+
+def test_repeated_texts_are_read_as_one_object(estate: estates.Estate) -> None:
+    """A column of repeated texts shares one string per value; keys and numbers as read."""
+    from estates.db.store import fetch_arrays
+
+    n = 3000
+    sql = (
+        f"WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n - 1}) "
+        "SELECT i, CASE WHEN i % 7 = 0 THEN NULL WHEN i % 2 = 0 THEN 'Freehold' "
+        "ELSE 'Leasehold' END AS tenure, 'key-' || i AS k, (i % 3) + 0.5 AS x FROM seq ORDER BY i"
+    )
+    with estate.read() as connection:
+        got = fetch_arrays(connection, sql)
+    tenure = got["tenure"].tolist()
+    expected = [None if i % 7 == 0 else ["Freehold", "Leasehold"][i % 2] for i in range(n)]
+    assert tenure == expected
+    assert len({id(v) for v in tenure if v is not None}) == 2  # one object per distinct text
+    assert got["k"].tolist() == [f"key-{i}" for i in range(n)]
+    assert [float(v) for v in got["x"]] == [i % 3 + 0.5 for i in range(n)]
