@@ -234,6 +234,35 @@ class Estate:
         with self.read() as connection:
             return maintenance.check(connection)
 
+    def vacuum(self) -> dict[str, int | None]:
+        """``VACUUM``: hand the space of deleted rows back to the disk.
+
+        A GeoPackage keeps the pages it frees (old runs, rows an upgrade converted) and
+        reuses them, so the file never shrinks by itself; this rewrites it. Returns the
+        file's size before and after (None on PostGIS, which reuses the space in place).
+        """
+        path = self.engine.url.database if self.is_geopackage else None
+
+        def size() -> int | None:
+            return os.path.getsize(path) if path else None
+
+        before = size()
+        # VACUUM cannot run inside a transaction, so it goes straight to the driver: the
+        # SQLite connection is in autocommit mode (the engine issues BEGIN itself); the
+        # psycopg one is switched to it for this statement and back before it is pooled.
+        with self._errors():
+            raw = self.engine.raw_connection()
+            try:
+                driver = raw.driver_connection
+                if not self.is_geopackage:
+                    driver.autocommit = True  # type: ignore[union-attr]
+                driver.execute("VACUUM")  # type: ignore[union-attr]
+            finally:
+                if not self.is_geopackage:
+                    driver.autocommit = False  # type: ignore[union-attr]
+                raw.close()
+        return {"bytes_before": before, "bytes_after": size()}
+
     def undo(self, batch_id: int) -> dict[str, int]:
         """Restore the sites and measures a load batch touched to their state before it.
 

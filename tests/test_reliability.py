@@ -477,3 +477,30 @@ def test_four_concurrent_cli_loads_of_overlapping_registers(db_url: str, tmp_pat
         final.update(files[name])
     stored = sites.set_index("source_key")["gia_m2"]
     assert stored.round(2).to_dict() == final
+
+
+def test_vacuum_hands_a_deleted_runs_space_back(estate: estates.Estate) -> None:
+    from estates.pipeline import run_flags
+
+    load_frame(estate, demo_sites(n_sites=3000))
+    run = run_flags(estate)
+    with estate.write() as connection:
+        connection.exec_driver_sql(f"DELETE FROM analysis_run WHERE id = {int(run.run_id)}")
+    sizes = estate.vacuum()
+    if estate.is_geopackage:
+        assert sizes["bytes_after"] < sizes["bytes_before"]
+    else:
+        assert sizes == {"bytes_before": None, "bytes_after": None}
+    assert estate.check().ok
+    assert len(estate.sites()) == 3000
+
+
+def test_db_vacuum_command(tmp_path: Path) -> None:
+    db = str(tmp_path / "v.gpkg")
+    load_frame(estates.connect(db), demo_sites(n_sites=20))
+    result = CliRunner().invoke(main, ["--db", db, "db", "vacuum", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["bytes_after"] <= payload["bytes_before"]
+    plain = CliRunner().invoke(main, ["--db", db, "db", "vacuum"])
+    assert plain.exit_code == 0 and " MB -> " in plain.stdout

@@ -1,6 +1,8 @@
-"""``estates db``: schema migrations."""
+"""``estates db``: schema migrations and upkeep."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -59,3 +61,20 @@ def current(ctx: Context, as_json: bool) -> None:
         as_json,
         lambda p: [f"{p['database']}: {p['current'] or 'empty'} (head {p['head']})"],
     )
+
+
+@db_group.command("vacuum")
+@json_option
+@pass_context
+def vacuum(ctx: Context, as_json: bool) -> None:
+    """Rewrite the database to hand freed space back to the disk (after an upgrade)."""
+    estate = Estate(ctx.db)
+    sizes = estate.vacuum()
+
+    def lines(payload: dict[str, Any]) -> list[str]:
+        before, after = payload["bytes_before"], payload["bytes_after"]
+        if before is None:
+            return [f"{payload['database']}: vacuumed"]
+        return [f"{payload['database']}: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB"]
+
+    emit({"database": display_url(estate.url), **sizes}, as_json, lines)
