@@ -60,6 +60,8 @@ from estates.ingest._sites import empty_site_frame, write_site_frame
 from estates.ingest.report import LoadReport, RowProblems, progress_bar
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from estates.estate import Estate
 
 log = logging.getLogger(__name__)
@@ -513,6 +515,18 @@ def load_eric(
     bar.set_postfix_str("reading")
     parsed = parse_eric(path, period)
     bar.update(1)
+    return write_eric(estate, path, parsed, started=started, bar=bar)
+
+
+def write_eric(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: ParsedEric,
+    *,
+    started: float,
+    bar: tqdm,
+) -> LoadReport:
+    """Write a parsed ERIC file in one load batch and report it (``started``: for elapsed_s)."""
     options = {"period": parsed.layout.period}
     with estate.batch(LOADER, path, options) as batch:
         batch.counts["rows_read"] = parsed.rows_read

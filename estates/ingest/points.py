@@ -28,6 +28,8 @@ from estates.ingest.report import LoadReport, RowProblems, progress_bar
 from estates.settings import WORKING_CRS
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from estates.estate import Estate
 
 log = logging.getLogger(__name__)
@@ -352,6 +354,20 @@ def load_points(
     )
     bar.update(1)
     options = {"organisation": organisation, "sector": sector, "category": category, "layer": layer}
+    return write_points(estate, path, parsed, options=options, started=started, bar=bar)
+
+
+def write_points(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: ParsedPoints,
+    *,
+    options: dict[str, Any],
+    started: float,
+    bar: tqdm,
+) -> LoadReport:
+    """Write parsed points in one load batch and report them (``options``: as loaded with)."""
+    organisation, sector = options["organisation"], options["sector"]
     with estate.batch(LOADER, path, options) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)

@@ -39,6 +39,8 @@ from estates.ingest import _parse, _read, coordinates, footprints
 from estates.ingest.report import LoadReport, progress_bar
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from estates.estate import Batch, Estate
 
 log = logging.getLogger(__name__)
@@ -409,6 +411,18 @@ def load_postcodes(
     bar.set_postfix_str("reading")
     parsed = parse_postcode_file(path)
     bar.update(1)
+    return write_postcodes(estate, path, parsed, started=started, bar=bar)
+
+
+def write_postcodes(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: PostcodeRows,
+    *,
+    started: float,
+    bar: tqdm,
+) -> LoadReport:
+    """Write a parsed lookup in one load batch, locate sites, report (``started``: elapsed_s)."""
     source = Path(path).name
     with estate.batch(LOADER, path, {"layout": parsed.kind}) as batch:
         batch.counts["rows_read"] = parsed.rows_read
