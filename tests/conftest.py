@@ -76,3 +76,19 @@ def estate(db_url: str):  # type: ignore[no-untyped-def]
     e = estates.connect(db_url)
     yield e
     e.close()
+
+
+@pytest.fixture
+def twin_estate(db_url: str, request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A second, empty estate on the same backend as ``estate``: to compare two ways of
+    loading the same files."""
+    import estates
+
+    if db_url.startswith("postgresql"):
+        admin = request.getfixturevalue("postgis_admin_url")
+        url = pg_cluster.create_database(admin, f"estates_twin_{os.getpid()}_{next(_counter)}")
+    else:
+        url = str(tmp_path / "twin.gpkg")
+    e = estates.connect(url)
+    yield e
+    e.close()

@@ -219,3 +219,45 @@ def test_rejected_and_dissolve(db: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     assert json.loads(result.stdout)["boundaries"] == 1
+
+
+def test_load_several_councils(db: str, tmp_path: Path) -> None:
+    register = tmp_path / "register.csv"
+    register.write_text(
+        "OrganisationLabel,AssetCode,PropertyName\nX Council,,Nameless\nX Council,A,Hall\n",
+        encoding="utf-8",
+    )
+    trafford = str(shared_file(TRAFFORD))
+    human = run("--db", db, "load", "council", trafford, str(register), "--no-progress")
+    assert human.exit_code == 0, human.output
+    lines = human.stdout.splitlines()
+    assert lines[0].startswith("trafford_land_and_building_assets.csv: 608 rows read -> 608 new")
+    assert any("TMBC0396/P0000036" in line and "wrong way round" in line for line in lines)
+    second = next(i for i, line in enumerate(lines) if line.startswith("register.csv: "))
+    assert lines[second].startswith(
+        "register.csv: 2 rows read -> 1 new, 0 updated, 0 unchanged, 1 rejected"
+    )
+    assert lines[-1].startswith("  see the rejected rows: estates rejected --batch ")
+    again = run("--db", db, "load", "council", trafford, str(register), "--json")
+    assert again.exit_code == 0 and len(again.stdout.strip().splitlines()) == 1
+    payload = json.loads(again.stdout)
+    assert [(p["file"], p["rows_read"], p["unchanged"]) for p in payload] == [
+        (trafford, 608, 608),
+        (str(register), 2, 1),
+    ]
+    assert payload[1]["batch_id"] == payload[0]["batch_id"] + 1
+    summary = json.loads(run("--db", db, "summary", "--json").stdout)
+    assert [b["loader"] for b in summary["batches"]] == ["council"] * 4
+
+
+def test_load_several_councils_stops_at_a_broken_one(db: str, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"AssetCode,PropertyName\nA1,Caf\x81\x8d\n")
+    trafford = str(shared_file(TRAFFORD))
+    result = run("--db", db, "load", "council", trafford, str(broken), trafford, "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith(f"estates: error: {broken}: cannot decode")
+    summary = json.loads(run("--db", db, "summary", "--json").stdout)
+    assert summary["sectors"]["council"]["sites"] == 608
+    assert len(summary["batches"]) == 1
+    assert run("--db", db, "load", "council").exit_code == 2  # at least one file

@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import csv
+import logging
+import multiprocessing
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +19,7 @@ from pyproj import Transformer
 from sqlalchemy import text
 
 import estates
-from estates.ingest import load_council, load_postcodes
+from estates.ingest import LoadReport, load_council, load_councils, load_postcodes, sources
 from estates.ingest.council import normalise_occupancy
 from estates.ingest.profile import load_profile
 from tests.conftest import shared_file
@@ -25,6 +28,7 @@ from tests.ingest_data import (  # noqa: F401
     RealEstate,
     real_estate,
     real_lookup_subset,
+    snapshot,
 )
 
 SWAPPED = "TMBC0396/P0000036"
@@ -343,3 +347,142 @@ def test_occupancy_words() -> None:
         normalise_occupancy(pd.Series(["Awaiting disposal"]), {"awaiting disposal": "vacant"}),
         ["vacant"],
     )
+
+
+# --- several registers in one call ------------------------------------------------------
+
+
+def _trafford_v2(folder: Path) -> Path:
+    """The real register with one building size changed and one asset moved."""
+    rows = _published()
+    rows[0]["BuildingSize"] = "999.5"
+    rows[1]["GeoX"] = str(float(rows[1]["GeoX"]) + 0.001)
+    path = folder / "trafford_v2.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _content(estate: estates.Estate) -> dict[str, object]:
+    """Every table's rows and checksum, load batches (and the GeoPackage's table list)
+    without their clock times."""
+    content: dict[str, object] = dict(snapshot(estate))
+    del content["load_batch"]
+    with estate.read() as c:
+        if content.pop("gpkg_contents", None):
+            content["gpkg_contents"] = sorted(
+                tuple(r)
+                for r in c.execute(
+                    text(
+                        "SELECT table_name, data_type, identifier, min_x, min_y, max_x, max_y, "
+                        "srs_id FROM gpkg_contents"
+                    )
+                )
+            )
+        content["load_batch"] = [
+            tuple(r)
+            for r in c.execute(
+                text(
+                    "SELECT id, loader, file_name, file_sha256, options, status, rows_read, "
+                    "inserted, updated, unchanged, rejected, located, unlocated, non_geographic "
+                    "FROM load_batch ORDER BY id"
+                )
+            )
+        ]
+    return content
+
+
+def _without_time(report: LoadReport) -> dict[str, object]:
+    return {k: v for k, v in report.as_dict().items() if k != "elapsed_s"}
+
+
+def test_several_registers_load_as_one_by_one(
+    estate: estates.Estate,
+    twin_estate: estates.Estate,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    unlocated = [r["PostCode"] for r in _published() if not r["GeoX"]]
+    lookup = real_lookup_subset(tmp_path, ["M41 5SL", "M17 1EH", *unlocated])
+    variant = tmp_path / "example_assets.csv"
+    variant.write_bytes(VARIANT.encode("cp1252"))
+    paths = [shared_file(TRAFFORD), variant, _trafford_v2(tmp_path)]
+    organisations = [None, "Example Borough Council", None]
+    one_by_one = []
+    for e in (estate, twin_estate):
+        load_postcodes(e, lookup)
+    for path, organisation in zip(paths, organisations, strict=True):
+        one_by_one.append(load_council(estate, path, organisation=organisation))
+    with caplog.at_level(logging.INFO, logger="estates"):
+        together = load_councils(twin_estate, paths, organisations=organisations)
+    assert [_without_time(r) for r in together] == [_without_time(r) for r in one_by_one]
+    assert [(r.inserted, r.updated, r.unchanged) for r in together] == [
+        (608, 0, 0),
+        (4, 0, 0),
+        (0, 2, 606),
+    ]
+    assert _content(twin_estate) == _content(estate)
+    assert twin_estate.sites().equals(estate.sites())  # same ids, same values, same order
+    # The variant was parsed in the worker; its log record reached this process's logger.
+    decoded = [r for r in caplog.records if "reading it as Windows-1252" in r.getMessage()]
+    assert [r.processName != "MainProcess" for r in decoded] == [True]
+    assert str(variant) in decoded[0].getMessage()
+    assert multiprocessing.active_children() == []
+
+
+def test_a_bad_register_stops_the_load_there(
+    estate: estates.Estate, twin_estate: estates.Estate, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"AssetCode,PropertyName\nA1,Caf\x81\x8d\n")  # not text in any encoding
+    later = tmp_path / "later.csv"
+    later.write_bytes(VARIANT.encode("cp1252"))
+    with pytest.raises(
+        estates.InvalidSourceError, match=f"{re.escape(str(broken))}: cannot decode"
+    ):
+        load_councils(
+            estate,
+            [shared_file(TRAFFORD), broken, later],
+            organisations=[None, None, "Example Borough Council"],
+        )
+    assert multiprocessing.active_children() == []  # the worker is gone
+    # The file before it is loaded; nothing of the bad file or the one after it.
+    load_council(twin_estate, shared_file(TRAFFORD))
+    assert _content(estate) == _content(twin_estate)
+    assert estate.batches()["file_name"].tolist() == [str(shared_file(TRAFFORD))]
+
+
+def test_a_bad_first_register_loads_nothing(estate: estates.Estate, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.csv"
+    before = snapshot(estate)
+    with pytest.raises(
+        estates.InvalidSourceError, match=f"{re.escape(str(missing))}: no such file"
+    ):
+        load_councils(estate, [missing, shared_file(TRAFFORD)])
+    assert snapshot(estate) == before
+    assert multiprocessing.active_children() == []
+
+
+def test_one_register_starts_no_worker(
+    estate: estates.Estate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_worker(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker was started for one file")
+
+    monkeypatch.setattr(sources, "ProcessPoolExecutor", no_worker)
+    (report,) = load_councils(estate, [shared_file(TRAFFORD)])
+    assert report.inserted == 608
+    assert load_councils(estate, []) == []
+
+
+def test_organisations_one_per_path(estate: estates.Estate) -> None:
+    path = shared_file(TRAFFORD)
+    with pytest.raises(estates.ConfigurationError, match="not both"):
+        load_councils(estate, [path, path], organisation="A", organisations=["A", "B"])
+    with pytest.raises(estates.ConfigurationError, match="2 paths but 1 names"):
+        load_councils(estate, [path, path], organisations=["A"])
+    with pytest.raises(estates.ConfigurationError, match="2 paths but a string"):
+        load_councils(estate, [path, path], organisations="AB")
+    assert estate.batches().empty

@@ -46,10 +46,15 @@ def emit(
 ) -> None:
     """Print exactly one JSON object, or human-readable lines."""
     if as_json:
-        click.echo(json.dumps(payload, ensure_ascii=False, default=str))
+        echo_json(payload)
     else:
         for line in lines(payload):
             click.echo(line)
+
+
+def echo_json(payload: Any) -> None:
+    """Print one JSON value on one line (objects from the database as text)."""
+    click.echo(json.dumps(payload, ensure_ascii=False, default=str))
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:

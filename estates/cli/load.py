@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from estates.cli import Context, emit, json_option, main, pass_context
+from estates.cli import Context, echo_json, emit, json_option, main, pass_context
 from estates.db.models import BOUNDARY_KINDS, SECTORS
 from estates.ingest.report import LoadReport
 
@@ -33,21 +33,34 @@ def _progress(no_progress: bool) -> bool:
     return not no_progress and sys.stderr.isatty()
 
 
-def _report(report: LoadReport, as_json: bool) -> None:
-    def lines(payload: dict[str, Any]) -> list[str]:
-        out = report.lines()
-        issues = payload.get("coordinate_issues") or []
-        for issue in issues[:_MAX_ISSUE_LINES]:
-            out.append(
-                f"    row {issue['row_number']} {issue['source_key']}: {issue['problem']}; {issue['action']}"
-            )
-        if len(issues) > _MAX_ISSUE_LINES:
-            out.append(f"    ... {len(issues) - _MAX_ISSUE_LINES} more (--json lists them all)")
-        if report.rejected:
-            out.append(f"  see the rejected rows: estates rejected --batch {report.batch_id}")
-        return out
+def _report_lines(report: LoadReport) -> list[str]:
+    out = report.lines()
+    issues = report.extra.get("coordinate_issues") or []
+    for issue in issues[:_MAX_ISSUE_LINES]:
+        out.append(
+            f"    row {issue['row_number']} {issue['source_key']}: {issue['problem']}; {issue['action']}"
+        )
+    if len(issues) > _MAX_ISSUE_LINES:
+        out.append(f"    ... {len(issues) - _MAX_ISSUE_LINES} more (--json lists them all)")
+    if report.rejected:
+        out.append(f"  see the rejected rows: estates rejected --batch {report.batch_id}")
+    return out
 
-    emit(report.as_dict(), as_json, lines)
+
+def _report(report: LoadReport, as_json: bool) -> None:
+    emit(report.as_dict(), as_json, lambda payload: _report_lines(report))
+
+
+def _reports(reports: list[LoadReport], as_json: bool) -> None:
+    """One report as :func:`_report` prints it; several: each one's lines, or one JSON list."""
+    if len(reports) == 1:
+        _report(reports[0], as_json)
+    elif as_json:
+        echo_json([report.as_dict() for report in reports])
+    else:
+        for report in reports:
+            for line in _report_lines(report):
+                click.echo(line)
 
 
 @main.group("load")
@@ -75,7 +88,9 @@ def load_eric_command(
 
 
 @load_group.command("council")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument(
+    "files", metavar="FILE...", nargs=-1, required=True, type=click.Path(dir_okay=False)
+)
 @click.option("--organisation", metavar="NAME", help="The council, when the file does not name it.")
 @click.option(
     "--profile",
@@ -87,23 +102,28 @@ def load_eric_command(
 @pass_context
 def load_council_command(
     ctx: Context,
-    file: str,
+    files: tuple[str, ...],
     organisation: str | None,
     profile: str | None,
     as_json: bool,
     no_progress: bool,
 ) -> None:
-    """Council land and building asset register (Local Government Transparency Code 2015)."""
-    from estates.ingest import load_council
+    """Council land and building asset registers (Local Government Transparency Code 2015).
 
-    report = load_council(
+    Several files load in order, each in its own batch, the next one read while one is
+    written; the options apply to every file, and --json prints a list. A file that
+    cannot be loaded stops there: the files before it stay loaded, later ones are not.
+    """
+    from estates.ingest import load_councils
+
+    reports = load_councils(
         ctx.estate,
-        file,
+        files,
         organisation=organisation,
         profile=profile,
         progress=_progress(no_progress),
     )
-    _report(report, as_json)
+    _reports(reports, as_json)
 
 
 @load_group.command("points")

@@ -18,6 +18,7 @@ has no asset code). ``TenureDetail`` becomes ``occupancy``: ``vacant``, ``occupi
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import re
 import time
@@ -27,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
-from estates.errors import MissingColumnError
+from estates.errors import ConfigurationError, MissingColumnError
 from estates.ingest import _parse, _read, coordinates
 from estates.ingest._sites import coordinate_issues, empty_site_frame, write_site_frame
 from estates.ingest.profile import BUILDING_UNITS, LAND_UNITS, Profile, load_profile
@@ -477,15 +479,131 @@ def load_council(
         A TOML/YAML mapping profile for a home-made layout (see :mod:`estates.ingest.profile`).
 
     The report's ``coordinate_issues`` lists every row whose coordinates were fixed or
-    not used, with the reason and what happened.
+    not used, with the reason and what happened. :func:`load_councils` loads several
+    registers, parsing the next while the current one is written.
     """
     started = time.perf_counter()
     bar = progress_bar(3, "council register", progress)
     bar.set_postfix_str("reading")
-    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    prof = as_profile(profile)
     parsed = parse_council(path, organisation=organisation, profile=prof)
     bar.update(1)
-    options = {"organisation": organisation, "profile": prof.path}
+    return write_council(
+        estate, path, parsed, organisation=organisation, profile=prof, started=started, bar=bar
+    )
+
+
+def load_councils(
+    estate: Estate,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    organisation: str | None = None,
+    organisations: Sequence[str | None] | None = None,
+    profile: str | os.PathLike[str] | Profile | None = None,
+    progress: bool = False,
+) -> list[LoadReport]:
+    """Load several council registers in order, reading the next while one is written.
+
+    The result is the same as calling :func:`load_council` on each file in turn: each
+    file is its own load batch (all of it or none of it), with the same site ids, rows
+    and report. Only the work is overlapped: while file *i* is written to the database
+    in this process, file *i + 1* is parsed in one worker process, which never touches
+    the database. With one file no worker is started.
+
+    Parameters
+    ----------
+    paths
+        The registers, loaded in this order.
+    organisation
+        The council's name for every file (see :func:`load_council`).
+    organisations
+        Instead of ``organisation``: one name (or None) per path, for registers that
+        have no ``OrganisationLabel`` column.
+    profile
+        One mapping profile applied to every file.
+
+    Returns
+    -------
+    list of LoadReport
+        One per file, in order. A report's ``elapsed_s`` is the wall time this call spent
+        on that file after finishing the one before (waiting for its parse, then
+        writing), so the reports' times add up to the call's.
+
+    Raises
+    ------
+    EstatesError
+        The first file that cannot be read or loaded stops the load there: the files
+        before it stay loaded, its own batch leaves the database as it was, the files
+        after it are not loaded, and the error names the file (as :func:`load_council`'s
+        errors do). The worker is shut down before the error is raised (after it finishes
+        the parse it was on, which is discarded).
+
+    Notes
+    -----
+    The worker is a new Python process (see :func:`estates.ingest.sources.load_sources`,
+    which this calls): in a script, call this under ``if __name__ == "__main__":``, as
+    Python requires of any spawned process.
+
+    Examples
+    --------
+    >>> import estates
+    >>> from estates.ingest import load_councils
+    >>> estate = estates.connect("/tmp/doctest-councils.gpkg")
+    >>> load_councils(estate, [])
+    []
+    """
+    from estates.ingest.sources import Source, load_sources
+
+    paths = list(paths)
+    orgs = _organisations_per_path(paths, organisation, organisations)
+    prof = as_profile(profile)  # read once, handed to the worker whole
+    return load_sources(
+        estate,
+        [
+            Source("council", path, {"organisation": org, "profile": prof})
+            for path, org in zip(paths, orgs, strict=True)
+        ],
+        progress=progress,
+    )
+
+
+def as_profile(profile: str | os.PathLike[str] | Profile | None) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+def _organisations_per_path(
+    paths: list[str | os.PathLike[str]],
+    organisation: str | None,
+    organisations: Sequence[str | None] | None,
+) -> list[str | None]:
+    if organisations is None:
+        return [organisation] * len(paths)
+    if organisation is not None:
+        raise ConfigurationError(
+            "load_councils: pass organisation (one name for every file) or organisations "
+            "(one per file), not both"
+        )
+    if isinstance(organisations, str) or len(organisations) != len(paths):
+        found = "a string" if isinstance(organisations, str) else f"{len(organisations)} names"
+        raise ConfigurationError(
+            f"load_councils: organisations needs one name (or None) per path: {len(paths)} "
+            f"paths but {found}; use organisation= for one name for every file"
+        )
+    return list(organisations)
+
+
+def write_council(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: ParsedCouncil,
+    *,
+    organisation: str | None,
+    profile: Profile,
+    started: float,
+    bar: tqdm,
+) -> LoadReport:
+    """Write a parsed register in one load batch and report it (``started``: for elapsed_s)."""
+    options = {"organisation": organisation, "profile": profile.path}
     with estate.batch(LOADER, path, options) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)

@@ -1,0 +1,282 @@
+"""Many files in one call, each read in a second process while the one before is written.
+
+A regional or national load is many files: the postcode lookup, boundaries, every
+council's register, ERIC, GP practices. Reading one (CSV to checked, typed columns)
+needs no database and is about a third of its time; writing needs the database's one
+writer. So :func:`load_sources` writes the files in order in this process while one
+worker process reads the files after them: on two cores a national load takes the
+writes' time plus the first file's read, not the sum of all.
+
+Each file is still its own load batch, exactly as its loader alone would write it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import logging.handlers
+import multiprocessing
+import multiprocessing.queues
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from estates.errors import ConfigurationError
+from estates.ingest import council, eric, points, postcodes
+from estates.ingest.boundaries import load_boundaries
+from estates.ingest.report import LoadReport, progress_bar
+
+if TYPE_CHECKING:
+    from estates.estate import Estate
+
+#: Files read ahead at most: bounds the memory of parsed files waiting to be written.
+READ_AHEAD = 2
+
+
+@dataclass(frozen=True)
+class Source:
+    """One file to load: its loader, its path and that loader's keyword options.
+
+    ``loader`` is ``postcodes``, ``boundaries``, ``council``, ``eric`` or ``points``;
+    ``options`` are the keyword arguments of ``load_<loader>`` (``kind`` for boundaries,
+    ``organisation`` and ``sector`` for points, ...), ``progress`` apart.
+    """
+
+    loader: str
+    path: str | os.PathLike[str]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Loader:
+    """How to read a file (in any process) and how to write what was read (here)."""
+
+    load: Callable[..., LoadReport]  # load_<loader>: checks the options
+    read: Callable[..., Any] | None  # (path, options) -> parsed; None: loaded in one go
+    write: Callable[..., LoadReport]  # (estate, path, parsed, options, started, bar)
+    steps: int  # of its progress bar
+    label: str
+
+
+def _read_postcodes(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+    return postcodes.parse_postcode_file(path)
+
+
+def _write_postcodes(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: Any,
+    options: Mapping[str, Any],
+    **run: Any,
+) -> LoadReport:
+    return postcodes.write_postcodes(estate, path, parsed, **run)
+
+
+def _write_boundaries(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: Any,
+    options: Mapping[str, Any],
+    **run: Any,
+) -> LoadReport:
+    run["bar"].close()
+    return load_boundaries(estate, path, **options)
+
+
+def _read_council(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+    return council.parse_council(
+        path,
+        organisation=options.get("organisation"),
+        profile=council.as_profile(options.get("profile")),
+    )
+
+
+def _write_council(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: Any,
+    options: Mapping[str, Any],
+    **run: Any,
+) -> LoadReport:
+    return council.write_council(
+        estate,
+        path,
+        parsed,
+        organisation=options.get("organisation"),
+        profile=council.as_profile(options.get("profile")),
+        **run,
+    )
+
+
+def _read_eric(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+    return eric.parse_eric(path, options.get("period"))
+
+
+def _write_eric(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: Any,
+    options: Mapping[str, Any],
+    **run: Any,
+) -> LoadReport:
+    return eric.write_eric(estate, path, parsed, **run)
+
+
+def _read_points(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+    return points.parse_points(path, **options)
+
+
+def _write_points(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    parsed: Any,
+    options: Mapping[str, Any],
+    **run: Any,
+) -> LoadReport:
+    full = {"category": None, "layer": None, **options}
+    return points.write_points(estate, path, parsed, options=full, **run)
+
+
+_LOADERS: dict[str, _Loader] = {
+    "postcodes": _Loader(
+        postcodes.load_postcodes, _read_postcodes, _write_postcodes, 4, "postcodes"
+    ),
+    "boundaries": _Loader(load_boundaries, None, _write_boundaries, 1, "boundaries"),
+    "council": _Loader(council.load_council, _read_council, _write_council, 3, "council register"),
+    "eric": _Loader(eric.load_eric, _read_eric, _write_eric, 4, "ERIC"),
+    "points": _Loader(points.load_points, _read_points, _write_points, 2, "points"),
+}
+
+
+def load_sources(
+    estate: Estate, sources: Sequence[Source], *, progress: bool = False
+) -> list[LoadReport]:
+    """Load the files in order, reading those after the current one in a second process.
+
+    The result is what calling each ``load_<loader>`` in turn gives: each file its own
+    load batch (all of it or none), the same site ids, rows and reports. While file *i*
+    is written here, one worker process reads the next files (at most
+    :data:`READ_AHEAD` waiting); the worker never touches the database. Boundaries are
+    read and written here, in their turn. With one file no worker is started.
+
+    Every source's loader and options are checked before anything is loaded. The first
+    file that cannot be read or loaded stops the load there: the files before it stay
+    loaded, its own batch leaves the database as it was, the files after it are not
+    loaded, and the error names the file. A report's ``elapsed_s`` is the wall time
+    spent on its file after the one before it was written, so the times add up.
+
+    The worker is a new Python process (start method ``spawn``): in a script, call this
+    under ``if __name__ == "__main__":``, as Python requires of any spawned process.
+    """
+    plan = [_checked(estate, source) for source in sources]
+    if len(plan) <= 1:
+        return [loader.load(estate, s.path, **s.options, progress=progress) for s, loader in plan]
+    reports: list[LoadReport] = []
+    with _read_worker() as pool:
+        ahead: dict[int, Future[Any]] = {}
+        queue = iter([i for i, (_, loader) in enumerate(plan) if i > 0 and loader.read])
+
+        def top_up() -> None:
+            while len(ahead) < READ_AHEAD:
+                i = next(queue, None)
+                if i is None:
+                    return
+                source, loader = plan[i]
+                assert loader.read is not None
+                ahead[i] = pool.submit(loader.read, source.path, dict(source.options))
+
+        top_up()
+        started = time.perf_counter()
+        for i, (source, loader) in enumerate(plan):
+            bar = progress_bar(loader.steps, f"{loader.label} {i + 1}/{len(plan)}", progress)
+            bar.set_postfix_str("reading")
+            if loader.read is None:
+                parsed = None
+            elif i in ahead:
+                parsed = ahead.pop(i).result()
+                top_up()
+            else:
+                parsed = loader.read(source.path, source.options)
+            if loader.read is not None:
+                bar.update(1)
+            reports.append(
+                loader.write(estate, source.path, parsed, source.options, started=started, bar=bar)
+            )
+            started = time.perf_counter()
+    return reports
+
+
+def _checked(estate: Estate, source: Source) -> tuple[Source, _Loader]:
+    """The source with its loader, or :class:`ConfigurationError` naming what is wrong."""
+    loader = _LOADERS.get(source.loader)
+    if loader is None:
+        raise ConfigurationError(
+            f"{os.fspath(source.path)}: unknown loader {source.loader!r}; one of "
+            f"{', '.join(_LOADERS)}"
+        )
+    try:
+        inspect.signature(loader.load).bind(estate, source.path, **source.options)
+    except TypeError as error:
+        raise ConfigurationError(
+            f"{os.fspath(source.path)}: options {dict(source.options)} do not fit the "
+            f"{source.loader} loader: {error}"
+        ) from None
+    return source, loader
+
+
+@contextmanager
+def _read_worker() -> Iterator[ProcessPoolExecutor]:
+    """One worker process for reading, its log records handled here, shut down on exit.
+
+    Start method ``spawn``, deliberately: ``fork`` would start faster, but the child
+    would inherit this process's open database connections (SQLite file handles and
+    locks, PostGIS sockets, SQLAlchemy's pool) and the locks its threads hold; SQLite
+    must not be used across a fork, and a child that merely closed an inherited PostGIS
+    connection would end the parent's session. A spawned child is a fresh interpreter
+    holding none of that. Its start-up (about 2 s of imports) overlaps with this process
+    reading the first file.
+
+    The worker's log records (e.g. "not UTF-8; reading it as Windows-1252") come back
+    through a queue to the logger of the same name here, whose levels and handlers
+    decide what happens to them, as if the file had been read here.
+    """
+    context = multiprocessing.get_context("spawn")
+    records: multiprocessing.queues.Queue[logging.LogRecord] = context.Queue()
+    listener = logging.handlers.QueueListener(records, _Relay())
+    listener.start()
+    pool = ProcessPoolExecutor(
+        max_workers=1, mp_context=context, initializer=_start_worker, initargs=(records,)
+    )
+    try:
+        yield pool
+    finally:
+        # Waits for a read in progress (after an error its result is dropped), then for
+        # the worker to exit: no process is left behind.
+        pool.shutdown(wait=True, cancel_futures=True)
+        listener.stop()
+        records.close()
+        records.join_thread()
+
+
+def _start_worker(records: multiprocessing.queues.Queue[logging.LogRecord]) -> None:
+    """In the worker: every ``estates`` log record goes to the parent (which filters),
+    and Ctrl-C is left to the parent, which stops the load and then shuts this down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logger = logging.getLogger("estates")
+    logger.addHandler(logging.handlers.QueueHandler(records))
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+
+
+class _Relay(logging.Handler):
+    """Hands a worker's log record to this process's logger of the same name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
