@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 #: Files read ahead at most: bounds the memory of parsed files waiting to be written.
 READ_AHEAD = 2
 
+PathLike = str | os.PathLike[str]
+
 
 @dataclass(frozen=True)
 class Source:
@@ -48,7 +50,7 @@ class Source:
     """
 
     loader: str
-    path: str | os.PathLike[str]
+    path: PathLike
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -63,80 +65,55 @@ class _Loader:
     label: str
 
 
-def _read_postcodes(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+# Reads run in the worker, so they are module-level functions (a spawned process finds
+# them by name); writes run here.
+
+
+def _read_postcodes(path: PathLike, options: Mapping[str, Any]) -> Any:
     return postcodes.parse_postcode_file(path)
 
 
-def _write_postcodes(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    parsed: Any,
-    options: Mapping[str, Any],
-    **run: Any,
-) -> LoadReport:
-    return postcodes.write_postcodes(estate, path, parsed, **run)
+def _read_council(path: PathLike, options: Mapping[str, Any]) -> Any:
+    profile = council.as_profile(options.get("profile"))
+    return council.parse_council(path, organisation=options.get("organisation"), profile=profile)
 
 
-def _write_boundaries(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    parsed: Any,
-    options: Mapping[str, Any],
-    **run: Any,
-) -> LoadReport:
-    run["bar"].close()
-    return load_boundaries(estate, path, **options)
-
-
-def _read_council(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
-    return council.parse_council(
-        path,
-        organisation=options.get("organisation"),
-        profile=council.as_profile(options.get("profile")),
-    )
-
-
-def _write_council(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    parsed: Any,
-    options: Mapping[str, Any],
-    **run: Any,
-) -> LoadReport:
-    return council.write_council(
-        estate,
-        path,
-        parsed,
-        organisation=options.get("organisation"),
-        profile=council.as_profile(options.get("profile")),
-        **run,
-    )
-
-
-def _read_eric(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+def _read_eric(path: PathLike, options: Mapping[str, Any]) -> Any:
     return eric.parse_eric(path, options.get("period"))
 
 
-def _write_eric(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    parsed: Any,
-    options: Mapping[str, Any],
-    **run: Any,
-) -> LoadReport:
-    return eric.write_eric(estate, path, parsed, **run)
-
-
-def _read_points(path: str | os.PathLike[str], options: Mapping[str, Any]) -> Any:
+def _read_points(path: PathLike, options: Mapping[str, Any]) -> Any:
     return points.parse_points(path, **options)
 
 
+def _without_options(write: Callable[..., LoadReport]) -> Callable[..., LoadReport]:
+    """A write whose file carries everything it needs (postcodes, ERIC)."""
+
+    def call(estate: Estate, path: PathLike, parsed: Any, options: Any, **run: Any) -> LoadReport:
+        return write(estate, path, parsed, **run)
+
+    return call
+
+
+def _write_boundaries(
+    estate: Estate, path: PathLike, parsed: None, options: Mapping[str, Any], **run: Any
+) -> LoadReport:
+    run["bar"].close()  # read and written here, by its own loader
+    return load_boundaries(estate, path, **options)
+
+
+def _write_council(
+    estate: Estate, path: PathLike, parsed: Any, options: Mapping[str, Any], **run: Any
+) -> LoadReport:
+    profile = council.as_profile(options.get("profile"))
+    organisation = options.get("organisation")
+    return council.write_council(
+        estate, path, parsed, organisation=organisation, profile=profile, **run
+    )
+
+
 def _write_points(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    parsed: Any,
-    options: Mapping[str, Any],
-    **run: Any,
+    estate: Estate, path: PathLike, parsed: Any, options: Mapping[str, Any], **run: Any
 ) -> LoadReport:
     full = {"category": None, "layer": None, **options}
     return points.write_points(estate, path, parsed, options=full, **run)
@@ -144,11 +121,15 @@ def _write_points(
 
 _LOADERS: dict[str, _Loader] = {
     "postcodes": _Loader(
-        postcodes.load_postcodes, _read_postcodes, _write_postcodes, 4, "postcodes"
+        postcodes.load_postcodes,
+        _read_postcodes,
+        _without_options(postcodes.write_postcodes),
+        4,
+        "postcodes",
     ),
     "boundaries": _Loader(load_boundaries, None, _write_boundaries, 1, "boundaries"),
     "council": _Loader(council.load_council, _read_council, _write_council, 3, "council register"),
-    "eric": _Loader(eric.load_eric, _read_eric, _write_eric, 4, "ERIC"),
+    "eric": _Loader(eric.load_eric, _read_eric, _without_options(eric.write_eric), 4, "ERIC"),
     "points": _Loader(points.load_points, _read_points, _write_points, 2, "points"),
 }
 
