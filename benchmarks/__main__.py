@@ -212,9 +212,12 @@ def main() -> None:
         "",
         *(f"- {r['backend']} {r['stage']}: " + json.dumps({k: v for k, v in r.items() if k not in ('stage', 'backend')}) for r in rows),
         "",
-        "End to end in one process on a new GeoPackage (load postcodes, districts, councils, ERIC, points with "
-        "geocoding and footprint assignment; flag; co-locate at 800 m; national summary map): "
-        f"**{e2e['seconds']} s**, peak memory **{e2e['peak_mb']:.0f} MB**; split (s): {json.dumps(e2e['split_s'])}; "
+        "End to end on a new GeoPackage (load postcodes, districts, councils, ERIC, points with "
+        "geocoding and footprint assignment, each file read in a worker process while the one before is "
+        "written; flag; co-locate at 800 m; national summary map): "
+        f"**{e2e['seconds']} s**, peak memory **{e2e['peak_mb']:.0f} MB** "
+        f"(and {e2e.get('worker_peak_mb', 0):.0f} MB at most in the read-ahead worker); "
+        f"split (s): {json.dumps(e2e['split_s'])}; "
         f"peak MB after each step: {json.dumps(e2e['peak_mb_after'])}; "
         f"map {e2e['html_mb']} MB for {e2e['sites']:,} sites.",
         "",
