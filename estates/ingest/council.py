@@ -18,7 +18,6 @@ has no asset code). ``TenureDetail`` becomes ``occupancy``: ``vacant``, ``occupi
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import re
 import time
@@ -28,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from estates.errors import ConfigurationError, MissingColumnError
 from estates.ingest import _parse, _read, coordinates
@@ -37,6 +35,8 @@ from estates.ingest.profile import BUILDING_UNITS, LAND_UNITS, Profile, load_pro
 from estates.ingest.report import LoadReport, RowProblems, progress_bar
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from estates.estate import Estate
 
 log = logging.getLogger(__name__)
