@@ -106,7 +106,7 @@ def _store_column(series: pd.Series, key: str, arrays: dict[str, np.ndarray]) ->
         arrays[f"{key}.null"] = series.isna().to_numpy()
         return str(dtype)
     cells = series.to_numpy(dtype=object)  # hashes objects a third quicker than "str" does
-    if _mostly_distinct(cells):
+    if mostly_distinct(cells):
         values = cells.tolist()
         arrays[f"{key}.json"] = _utf8_json([v if type(v) is str else jsonable(v) for v in values])
         return "json"
@@ -120,9 +120,10 @@ def _store_column(series: pd.Series, key: str, arrays: dict[str, np.ndarray]) ->
 _SAMPLE = 2_000
 
 
-def _mostly_distinct(cells: np.ndarray) -> bool:
-    """Whether most values differ (keys, names, postcodes), or cannot be hashed at all:
-    then hashing them to find the few repeats costs more than it saves."""
+def mostly_distinct(cells: np.ndarray) -> bool:
+    """Whether most values of a column differ (keys, names, postcodes), judged from a
+    sample, or cannot be hashed at all: then hashing every value to find the few repeats
+    costs more than it saves. Columns of fewer than 100 values count as repeating."""
     sample = cells[:: max(1, len(cells) // _SAMPLE)].tolist()
     try:
         distinct = len(set(sample))

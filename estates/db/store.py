@@ -23,7 +23,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from estates.db import bulk, geopackage, rtree
+from estates.db import bulk, columnar, geopackage, rtree
 from estates.errors import CrsError
 from estates.settings import WORKING_CRS, WORKING_EPSG
 
@@ -370,10 +370,6 @@ def fetch_arrays(
     return {k: _shared_strings(table[:, j]) for j, k in enumerate(keys)}
 
 
-#: Values sampled to tell a column of repeated texts (types, statuses) from one of keys.
-_SAMPLE = 2_000
-
-
 def _shared_strings(cells: np.ndarray) -> np.ndarray:
     """A copy of a column in which equal strings are one object, if its texts repeat.
 
@@ -382,9 +378,7 @@ def _shared_strings(cells: np.ndarray) -> np.ndarray:
     map texts) runs 3-5x slower than on one shared object, and they take 30 MB.
     Mostly-distinct columns (keys, names) and non-text values are copied as they are.
     """
-    sample = cells[:: max(1, len(cells) // _SAMPLE)].tolist()
-    texts = [v for v in sample if type(v) is str]
-    if len(texts) < 100 or len(set(texts)) > len(texts) // 2:
+    if columnar.mostly_distinct(cells) or not any(type(v) is str for v in cells[:100]):
         return cells.copy()
     shared: dict[str, str] = {}
     values = (shared.setdefault(v, v) if type(v) is str else v for v in cells.tolist())
