@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import logging
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,9 @@ from estates.ingest import (
     load_postcodes,
     load_sources,
 )
+from estates.ingest import sources as sources_module
+from estates.ingest.council import as_profile, write_council
+from estates.ingest.report import progress_bar
 from tests.conftest import shared_file
 from tests.ingest_data import ERIC, GM_LADS, GM_POSTCODES, TRAFFORD
 from tests.test_reliability import table_checksums
@@ -40,7 +45,10 @@ def _content(estate: estates.Estate) -> dict[str, str]:
     return {k: v for k, v in table_checksums(estate).items() if k not in _TIMED}
 
 
-def test_sources_load_as_the_loaders_one_by_one(tmp_path: Path) -> None:
+def test_sources_load_as_the_loaders_one_by_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="estates.ingest.sources")
     one_by_one = estates.connect(tmp_path / "one.gpkg")
     expected = [
         load_postcodes(one_by_one, shared_file(GM_POSTCODES)),
@@ -58,6 +66,54 @@ def test_sources_load_as_the_loaders_one_by_one(tmp_path: Path) -> None:
         mine.pop("elapsed_s"), theirs.pop("elapsed_s")
         assert mine == theirs
     assert sum(r.inserted for r in reports) > 100_000  # postcodes and sites
+    # The three site files were located, hashed and given footprints in the worker (after
+    # the postcodes and boundaries were written), not here: and still the same database.
+    prepared = [
+        r.getMessage() for r in caplog.records if "prepared in the read-ahead" in r.getMessage()
+    ]
+    assert sorted(prepared) == [
+        f"file {n}: sites prepared in the read-ahead worker" for n in (3, 4, 5)
+    ]
+
+
+def test_a_file_prepared_ahead_updates_what_changed(tmp_path: Path) -> None:
+    rows = list(csv.reader(shared_file(TRAFFORD).open(encoding="utf-8-sig", newline="")))
+    rows[1][rows[0].index("PropertyName")] = "Altrincham Town Hall (renamed)"
+    rows[2][rows[0].index("GeoX")], rows[2][rows[0].index("GeoY")] = "-2.2426", "53.4808"
+    edited = tmp_path / "trafford_edited.csv"
+    with edited.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    one_by_one = estates.connect(tmp_path / "one.gpkg")
+    load_postcodes(one_by_one, shared_file(GM_POSTCODES))
+    load_boundaries(one_by_one, shared_file(GM_LADS), kind="lad")
+    load_council(one_by_one, shared_file(TRAFFORD))
+    load_boundaries(one_by_one, shared_file(GM_LADS), kind="lad")
+    expected = load_council(one_by_one, edited)
+    together = estates.connect(tmp_path / "together.gpkg")
+    load_sources(together, _sources()[:3])
+    # The edited register is prepared in the worker once the boundaries are written again.
+    again = load_sources(
+        together,
+        [Source("boundaries", shared_file(GM_LADS), {"kind": "lad"}), Source("council", edited)],
+    )
+    assert (again[1].updated, expected.updated) == (2, 2)  # one renamed, one moved
+    assert again[1].extra["footprints"] == expected.extra["footprints"]
+    assert _content(together) == _content(one_by_one)
+
+
+def test_a_preparation_that_fails_is_done_in_the_writer(
+    estate: estates.Estate, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = shared_file(TRAFFORD)
+    assert sources_module._read(0, "council", path, {}, True) is None  # kept in "the worker"
+    parsed = sources_module._prepare(0, "council", str(tmp_path / "missing.gpkg"))
+    assert parsed is not None and parsed.prepared is None
+    assert "preparing in the main process instead" in caplog.text
+    bar = progress_bar(1, "council", False)
+    report = write_council(
+        estate, path, parsed, organisation=None, profile=as_profile(None), started=0.0, bar=bar
+    )
+    assert report.inserted == parsed.rows_read - len(parsed.rejected) > 0
 
 
 def test_a_bad_file_stops_the_load_there(estate: estates.Estate, tmp_path: Path) -> None:

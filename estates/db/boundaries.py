@@ -201,6 +201,7 @@ def replace_footprints(
         _delete_footprints(connection, [int(i) for i in site_ids], kind)
     if assignments.empty:
         return
+    assignments = assignments.sort_values("site_id", kind="stable")
     bulk.insert_rows(
         connection,
         "site_footprint",

@@ -85,6 +85,27 @@ def _geopackage_engine(url: str) -> Engine:
     return engine
 
 
+def geopackage_reader(path: str) -> Engine:
+    """A read-only engine on a GeoPackage that never takes the write lock.
+
+    For a second process reading while this one writes (the read-ahead worker): each
+    statement holds SQLite's shared lock only while it runs, so the writer's commit
+    waits at most for one short query (and a query during a commit waits busy_timeout).
+    """
+    timeout = busy_timeout_seconds()
+    uri = Path(path).resolve().as_uri()
+    engine = create_engine(
+        "sqlite://", creator=lambda: sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout)
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # no BEGIN: no lock held between statements
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+    return engine
+
+
 def translate_operational_error(error: OperationalError, url: str) -> DatabaseError:
     """Turn a driver error into one clear line (no password, no SQL)."""
     text = str(error.orig) if error.orig is not None else str(error)

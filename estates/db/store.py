@@ -214,19 +214,19 @@ def upsert_organisations(connection: Connection, frame: pd.DataFrame) -> dict[st
 # --- sites ------------------------------------------------------------------------------
 
 
-def write_sites(
-    connection: Connection, sites: gpd.GeoDataFrame, batch_id: int | None
-) -> WriteResult:
-    """Insert new sites, update changed ones, leave identical ones alone; record changes.
+def site_hashes(sites: gpd.GeoDataFrame) -> np.ndarray:
+    """:func:`content_hash` of each site: its organisation's code, fields and point.
 
-    ``sites`` has the canonical columns (:data:`SITE_FIELDS`, the organisation fields and a
-    point ``geometry`` in EPSG:27700, missing for unlocated sites). ``source_key`` must be
-    unique within the frame.
+    The organisation by its code, not its id, so a frame can be hashed before its
+    organisations are in the database (by a read-ahead worker).
     """
-    require_working_crs(sites, "the site frame")
-    if sites["source_key"].duplicated().any():
-        dupes = sites.loc[sites["source_key"].duplicated(), "source_key"].head(3).tolist()
-        raise ValueError(f"source_key must be unique within one write; repeated: {dupes}")
+    geoms = np.asarray(sites.geometry.values, dtype=object)
+    hashed = content_hash(_site_columns(sites), ["organisation_code", *SITE_FIELDS], geoms)
+    return hashed.to_numpy(dtype=object)
+
+
+def _site_columns(sites: gpd.GeoDataFrame) -> pd.DataFrame:
+    """The frame's columns without the geometry, every site field present and typed."""
     frame = pd.DataFrame(sites.drop(columns=sites.geometry.name))
     for column in SITE_FIELDS:
         if column not in frame:
@@ -235,11 +235,33 @@ def write_sites(
     frame["located_by"] = frame["located_by"].fillna("none")
     for column in _FLOAT_FIELDS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def write_sites(
+    connection: Connection,
+    sites: gpd.GeoDataFrame,
+    batch_id: int | None,
+    *,
+    hashes: np.ndarray | None = None,
+) -> WriteResult:
+    """Insert new sites, update changed ones, leave identical ones alone; record changes.
+
+    ``sites`` has the canonical columns (:data:`SITE_FIELDS`, the organisation fields and a
+    point ``geometry`` in EPSG:27700, missing for unlocated sites). ``source_key`` must be
+    unique within the frame. ``hashes`` are :func:`site_hashes` of the frame, if already
+    computed.
+    """
+    require_working_crs(sites, "the site frame")
+    if sites["source_key"].duplicated().any():
+        dupes = sites.loc[sites["source_key"].duplicated(), "source_key"].head(3).tolist()
+        raise ValueError(f"source_key must be unique within one write; repeated: {dupes}")
+    frame = _site_columns(sites)
     geoms = np.asarray(sites.geometry.values, dtype=object)
 
     org_ids = upsert_organisations(connection, frame)
     frame["organisation_id"] = frame["organisation_code"].map(org_ids).astype("int64")
-    frame["content_hash"] = content_hash(frame, ["organisation_id", *SITE_FIELDS], geoms).to_numpy()
+    frame["content_hash"] = site_hashes(sites) if hashes is None else hashes
     frame["batch_id"] = batch_id
 
     existing = _existing_sites(connection, frame["source_key"].tolist())
@@ -282,7 +304,7 @@ def write_sites(
                 connection,
                 "site_change",
                 ("batch_id", "site_id", "action"),
-                ([batch_id] * len(new_ids), new_ids.tolist(), ["insert"] * len(new_ids)),
+                ([batch_id] * len(new_ids), np.sort(new_ids).tolist(), ["insert"] * len(new_ids)),
             )
     result.site_ids = dict(zip(keys.tolist(), ids.tolist(), strict=True))
     return result

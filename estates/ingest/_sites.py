@@ -1,8 +1,9 @@
 """The last steps every site loader shares, inside its load batch.
 
-Locate rows without usable coordinates from the postcode lookup, write the canonical
-site frame (upsert by ``source_key``), assign footprints to the sites that were added
-or moved, and count the outcomes. Sites are never dropped for lack of a location.
+Prepare a frame (locate rows without usable coordinates from the postcode lookup, hash
+the rows, find their footprints: reads only), then write it (upsert by ``source_key``,
+footprints of the sites added or moved) and count the outcomes. Sites are never
+dropped for lack of a location.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
+from sqlalchemy.engine import Connection
 
 from estates.db import postcodes as db_postcodes
 from estates.db import store
@@ -73,8 +75,45 @@ def empty_site_frame(n: int) -> pd.DataFrame:
     return frame
 
 
+@dataclass
+class PreparedSites:
+    """What writing a site frame needs that reads, but never changes, the database.
+
+    Rows without usable coordinates located from the postcode lookup, every row's
+    position, content hash and footprints: about a third of a register's write. A
+    read-ahead worker prepares the next file this way while this process writes the one
+    before (:mod:`estates.ingest.sources`); alone, a loader prepares inside its own batch.
+    Plain arrays, not a second frame: the worker sends it here, and a frame of points
+    would cost more to unpickle than it saves.
+    """
+
+    frame: pd.DataFrame  # the canonical frame it was prepared from (``located_by`` as read)
+    easting: np.ndarray  # EPSG:27700 metres; NaN: unlocated
+    northing: np.ndarray
+    located_by: np.ndarray  # ``source_coordinates``, ``postcode`` or ``none``
+    by_postcode: np.ndarray  # rows located from the postcode lookup
+    has_postcode: np.ndarray
+    non_geographic: np.ndarray
+    hashes: np.ndarray  # store.content_hash of each row
+    footprints: dict[str, pd.DataFrame]  # per boundary kind: ``row, code``
+
+    def sites(self) -> gpd.GeoDataFrame:
+        """The site frame to write: the canonical columns, final ``located_by``, points."""
+        frame = self.frame.reset_index(drop=True).copy()
+        frame["located_by"] = self.located_by
+        return gpd.GeoDataFrame(frame, geometry=_points(self.easting, self.northing))
+
+
+def _points(easting: np.ndarray, northing: np.ndarray) -> gpd.GeoSeries:
+    located = ~np.isnan(easting)
+    geoms = np.full(len(easting), None, dtype=object)
+    if located.any():
+        geoms[located] = shapely.points(easting[located], northing[located])
+    return gpd.GeoSeries(geoms, crs=WORKING_CRS)
+
+
 def locate_from_postcodes(
-    batch: Batch,
+    connection: Connection,
     postcodes: pd.Series,
     easting: np.ndarray,
     northing: np.ndarray,
@@ -91,7 +130,7 @@ def locate_from_postcodes(
     if not full.any():
         return easting, northing, located
     keys = postcodes[full]
-    found = db_postcodes.lookup(batch.connection, keys.tolist())
+    found = db_postcodes.lookup(connection, keys.tolist())
     if found.empty:
         return easting, northing, located
     by_code = found.set_index("postcode")
@@ -105,34 +144,60 @@ def locate_from_postcodes(
     return easting, northing, located
 
 
-def write_site_frame(
-    batch: Batch, frame: pd.DataFrame, easting: np.ndarray, northing: np.ndarray
-) -> SitesWritten:
-    """Locate by postcode where needed, upsert the sites, assign footprints, count.
+def prepare_sites(
+    connection: Connection,
+    frame: pd.DataFrame,
+    easting: np.ndarray | None = None,
+    northing: np.ndarray | None = None,
+) -> PreparedSites:
+    """Locate by postcode where needed, hash the rows, find their footprints.
 
     ``frame`` has the canonical columns with ``located_by`` already
     ``source_coordinates`` for rows whose published coordinates were used; ``easting``
-    and ``northing`` are EPSG:27700 metres, NaN for rows still to locate.
+    and ``northing`` are EPSG:27700 metres, NaN (or None for all) for rows still to
+    locate. Reads the postcode and boundary tables only.
     """
-    frame = frame.reset_index(drop=True).copy()
+    unlocated = np.full(len(frame), np.nan)
+    easting = unlocated if easting is None else np.asarray(easting, dtype="float64")
+    northing = unlocated if northing is None else np.asarray(northing, dtype="float64")
     non_geo = frame["non_geographic"].fillna(False).to_numpy(dtype=bool)
-    easting = np.where(non_geo, np.nan, np.asarray(easting, dtype="float64"))
-    northing = np.where(non_geo, np.nan, np.asarray(northing, dtype="float64"))
-    has_postcode = frame["postcode"].notna().to_numpy(dtype=bool)
+    easting = np.where(non_geo, np.nan, easting)
+    northing = np.where(non_geo, np.nan, northing)
+    postcodes = frame["postcode"].reset_index(drop=True)
+    has_postcode = postcodes.notna().to_numpy(dtype=bool)
     need = np.isnan(easting) & ~non_geo
     easting, northing, by_postcode = locate_from_postcodes(
-        batch, frame["postcode"], easting, northing, need & has_postcode
+        connection, postcodes, easting, northing, need & has_postcode
     )
-    located = ~np.isnan(easting)
-    frame.loc[by_postcode, "located_by"] = "postcode"
-    frame.loc[~located, "located_by"] = "none"
-    geoms = np.full(len(frame), None, dtype=object)
-    if located.any():
-        geoms[located] = shapely.points(easting[located], northing[located])
-    sites = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS))
+    located_by = frame["located_by"].to_numpy(dtype=object).copy()
+    located_by[by_postcode] = "postcode"
+    located_by[np.isnan(easting)] = "none"
+    prepared = PreparedSites(
+        frame=frame,
+        easting=easting,
+        northing=northing,
+        located_by=located_by,
+        by_postcode=by_postcode,
+        has_postcode=has_postcode,
+        non_geographic=non_geo,
+        hashes=np.array([], dtype=object),
+        footprints={},
+    )
+    sites = prepared.sites()
+    geoms = np.asarray(sites.geometry.values, dtype=object)
+    prepared.hashes = store.site_hashes(sites)
+    prepared.footprints = footprints.footprints_of(connection, geoms)
+    return prepared
+
+
+def write_site_frame(batch: Batch, prepared: PreparedSites) -> SitesWritten:
+    """Upsert the prepared sites, write the footprints of those added or moved, count."""
+    sites = prepared.sites()
+    located = ~np.isnan(prepared.easting)
+    non_geo = prepared.non_geographic
     with bulk_write(batch):
-        result = store.write_sites(batch.connection, sites, batch.id)
-        assigned = _assign_footprints(batch, result, frame["source_key"], geoms)
+        result = store.write_sites(batch.connection, sites, batch.id, hashes=prepared.hashes)
+        assigned = _write_footprints(batch, result, sites, prepared.footprints)
     batch.counts["inserted"] += len(result.inserted)
     batch.counts["updated"] += len(result.updated)
     batch.counts["unchanged"] += len(result.unchanged)
@@ -142,28 +207,43 @@ def write_site_frame(
     still = ~located & ~non_geo
     return SitesWritten(
         write=result,
-        located_from_postcode=int(by_postcode.sum()),
-        unmatched_postcodes=int((still & has_postcode).sum()),
-        no_postcode=int((still & ~has_postcode).sum()),
+        located_from_postcode=int(prepared.by_postcode.sum()),
+        unmatched_postcodes=int((still & prepared.has_postcode).sum()),
+        no_postcode=int((still & ~prepared.has_postcode).sum()),
         footprints=assigned,
-        located_by=frame["located_by"].to_numpy(dtype=object),
+        located_by=prepared.located_by,
     )
 
 
-def _assign_footprints(
-    batch: Batch, result: store.WriteResult, keys: pd.Series, geoms: np.ndarray
+def _write_footprints(
+    batch: Batch,
+    result: store.WriteResult,
+    sites: gpd.GeoDataFrame,
+    prepared: dict[str, pd.DataFrame],
 ) -> dict[str, dict[str, Any]]:
-    """Footprints of the sites just inserted (from their points in memory) and moved."""
+    """Footprints of the sites just inserted and of those updated (they may have moved)."""
+    keys = sites["source_key"]
     position = pd.Series(np.arange(len(keys)), index=keys.to_numpy())
+    located = sites.geometry.notna().to_numpy()
     out: dict[str, dict[str, Any]] = {}
     for changed, new_sites in ((result.inserted, True), (result.updated, False)):
         if not changed:
             continue
         rows = position.loc[changed].to_numpy()
-        done = footprints.assign_footprints(
+        # The prepared footprints, renumbered from frame rows to rows of ``changed``.
+        renumber = np.full(len(keys), -1, dtype=np.int64)
+        renumber[rows] = np.arange(len(rows))
+        found = {}
+        for kind, of_kind in prepared.items():
+            at = renumber[of_kind["row"].to_numpy(dtype=np.int64)]
+            found[kind] = pd.DataFrame(
+                {"row": at[at >= 0], "code": of_kind["code"].to_numpy(dtype=object)[at >= 0]}
+            )
+        done = footprints.write_footprints(
             batch.connection,
-            site_ids=[result.site_ids[k] for k in changed],
-            points=geoms[rows],
+            np.asarray([result.site_ids[k] for k in changed], dtype=np.int64),
+            located[rows],
+            found,
             new_sites=new_sites,
         )
         for kind, counts in done.items():

@@ -30,7 +30,13 @@ import pandas as pd
 
 from estates.errors import ConfigurationError, MissingColumnError
 from estates.ingest import _parse, _read, coordinates
-from estates.ingest._sites import coordinate_issues, empty_site_frame, write_site_frame
+from estates.ingest._sites import (
+    PreparedSites,
+    coordinate_issues,
+    empty_site_frame,
+    prepare_sites,
+    write_site_frame,
+)
 from estates.ingest.profile import BUILDING_UNITS, LAND_UNITS, Profile, load_profile
 from estates.ingest.report import LoadReport, RowProblems, progress_bar
 
@@ -255,6 +261,8 @@ class ParsedCouncil:
     rows_read: int
     columns: dict[str, str]
     encoding: str
+    #: Located, hashed and with footprints, if a read-ahead worker did it (load_sources).
+    prepared: PreparedSites | None = None
 
 
 def parse_council(
@@ -608,7 +616,10 @@ def write_council(
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         bar.set_postfix_str("locating and writing sites")
-        written = write_site_frame(batch, parsed.sites, parsed.easting, parsed.northing)
+        prepared = parsed.prepared or prepare_sites(
+            batch.connection, parsed.sites, parsed.easting, parsed.northing
+        )
+        written = write_site_frame(batch, prepared)
         counts = dict(batch.counts)
         batch_id = batch.id
     bar.update(2)

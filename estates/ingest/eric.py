@@ -56,7 +56,12 @@ from estates.db import measures as db_measures
 from estates.db.store import MEASURE_FIELDS
 from estates.errors import ConfigurationError, UnknownLayoutError
 from estates.ingest import _parse, _read
-from estates.ingest._sites import empty_site_frame, write_site_frame
+from estates.ingest._sites import (
+    PreparedSites,
+    empty_site_frame,
+    prepare_sites,
+    write_site_frame,
+)
 from estates.ingest.report import LoadReport, RowProblems, progress_bar
 
 if TYPE_CHECKING:
@@ -364,6 +369,8 @@ class ParsedEric:
     energy_cost_columns: list[str]
     missing_optional: list[str]
     rows_read: int
+    #: Located, hashed and with footprints, if a read-ahead worker did it (load_sources).
+    prepared: PreparedSites | None = None
 
 
 def parse_eric(path: str | os.PathLike[str], period: str | None = None) -> ParsedEric:
@@ -532,9 +539,8 @@ def write_eric(
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         bar.set_postfix_str("locating and writing sites")
-        sites_n = len(parsed.sites)
-        easting = np.full(sites_n, np.nan)
-        written = write_site_frame(batch, parsed.sites, easting, easting.copy())
+        prepared = parsed.prepared or prepare_sites(batch.connection, parsed.sites)
+        written = write_site_frame(batch, prepared)
         bar.update(1)
         bar.set_postfix_str("writing measures")
         measures = parsed.measures.copy()

@@ -57,6 +57,54 @@ def assign_points(
     return pd.DataFrame({"site_id": ids[point[order]], "code": code[order]})
 
 
+def footprints_of(connection: Connection, points: np.ndarray) -> dict[str, pd.DataFrame]:
+    """Per boundary kind loaded: ``row, code`` of each point inside one of its boundaries.
+
+    Only reads the database (the boundaries), so a read-ahead worker can do it for the
+    next file while this process writes the one before (:func:`write_footprints`
+    writes the result). ``row`` is the point's position in ``points``.
+    """
+    geoms = np.asarray(points, dtype=object)
+    rows = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
+    out: dict[str, pd.DataFrame] = {}
+    for kind in db_boundaries.boundary_kinds(connection):
+        bounds = db_boundaries.read_boundaries(connection, kind=kind)
+        polygons = np.asarray(bounds.geometry.values, dtype=object)
+        codes = bounds["code"].to_numpy(dtype=object)
+        found = assign_points(rows, geoms[rows], polygons, codes)
+        out[kind] = found.rename(columns={"site_id": "row"})
+    return out
+
+
+def write_footprints(
+    connection: Connection,
+    site_ids: np.ndarray,
+    located: np.ndarray,
+    found: dict[str, pd.DataFrame],
+    *,
+    new_sites: bool,
+) -> dict[str, dict[str, Any]]:
+    """Replace the footprints of ``site_ids`` with ``found`` (:func:`footprints_of` of
+    their points; ``located`` marks those with one). Returns the counts per kind, as
+    :func:`assign_footprints`."""
+    if not new_sites:
+        lost = site_ids[~located].tolist()
+        if lost:
+            db_boundaries.clear_footprints(connection, lost)
+    out: dict[str, dict[str, Any]] = {}
+    for kind, rows in found.items():
+        assigned = pd.DataFrame(
+            {"site_id": site_ids[rows["row"].to_numpy(dtype=np.int64)], "code": rows["code"]}
+        )
+        clear = [] if new_sites else site_ids[located].tolist()
+        db_boundaries.replace_footprints(connection, kind, assigned, clear)
+        outside = int(located.sum()) - len(assigned)
+        if outside:
+            log.info("%d located sites lie outside every %s boundary loaded", outside, kind)
+        out[kind] = {"assigned": len(assigned), "outside": outside}
+    return out
+
+
 def assign_footprints(
     connection: Connection,
     *,

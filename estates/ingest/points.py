@@ -23,7 +23,13 @@ import shapely
 from estates.db.models import SECTORS
 from estates.errors import ConfigurationError, MissingColumnError
 from estates.ingest import _parse, _read, coordinates
-from estates.ingest._sites import coordinate_issues, empty_site_frame, write_site_frame
+from estates.ingest._sites import (
+    PreparedSites,
+    coordinate_issues,
+    empty_site_frame,
+    prepare_sites,
+    write_site_frame,
+)
 from estates.ingest.report import LoadReport, RowProblems, progress_bar
 from estates.settings import WORKING_CRS
 
@@ -108,6 +114,8 @@ class ParsedPoints:
     rows_read: int
     columns: dict[str, str]
     converted_to_points: int = 0
+    #: Located, hashed and with footprints, if a read-ahead worker did it (load_sources).
+    prepared: PreparedSites | None = None
 
 
 def _check_options(organisation: str, sector: str) -> None:
@@ -371,7 +379,10 @@ def write_points(
     with estate.batch(LOADER, path, options) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
-        written = write_site_frame(batch, parsed.sites, parsed.easting, parsed.northing)
+        prepared = parsed.prepared or prepare_sites(
+            batch.connection, parsed.sites, parsed.easting, parsed.northing
+        )
+        written = write_site_frame(batch, prepared)
         counts = dict(batch.counts)
         batch_id = batch.id
     bar.update(1)

@@ -7,6 +7,11 @@ writer. So :func:`load_sources` writes the files in order in this process while 
 worker process reads the files after them: on two cores a national load takes the
 writes' time plus the first file's read, not the sum of all.
 
+The worker also prepares each site file once the files before it that change the
+postcode or boundary tables are written: it locates rows by postcode, hashes them and
+finds their footprints through a read-only connection (GeoPackage estates; a PostGIS
+estate prepares here), leaving this process only the writes.
+
 Each file is still its own load batch, exactly as its loader alone would write it.
 """
 
@@ -26,13 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.engine import Connection
+
+from estates.db.engine import geopackage_reader
 from estates.errors import ConfigurationError
 from estates.ingest import council, eric, points, postcodes
+from estates.ingest._sites import PreparedSites, prepare_sites
 from estates.ingest.boundaries import load_boundaries
 from estates.ingest.report import LoadReport, progress_bar
 
 if TYPE_CHECKING:
     from estates.estate import Estate
+
+log = logging.getLogger(__name__)
 
 #: Files read ahead at most: bounds the memory of parsed files waiting to be written.
 READ_AHEAD = 2
@@ -63,6 +74,10 @@ class _Loader:
     write: Callable[..., LoadReport]  # (estate, path, parsed, options, started, bar)
     steps: int  # of its progress bar
     label: str
+    #: (read-only connection, parsed) -> PreparedSites, for a file of sites.
+    prepare: Callable[[Connection, Any], PreparedSites] | None = None
+    #: Whether writing it changes what preparing a later file reads.
+    changes_lookups: bool = False
 
 
 # Reads run in the worker, so they are module-level functions (a spawned process finds
@@ -84,6 +99,14 @@ def _read_eric(path: PathLike, options: Mapping[str, Any]) -> Any:
 
 def _read_points(path: PathLike, options: Mapping[str, Any]) -> Any:
     return points.parse_points(path, **options)
+
+
+def _prepare_located(connection: Connection, parsed: Any) -> PreparedSites:
+    return prepare_sites(connection, parsed.sites, parsed.easting, parsed.northing)
+
+
+def _prepare_unlocated(connection: Connection, parsed: Any) -> PreparedSites:
+    return prepare_sites(connection, parsed.sites)  # ERIC publishes no coordinates
 
 
 def _without_options(write: Callable[..., LoadReport]) -> Callable[..., LoadReport]:
@@ -126,11 +149,30 @@ _LOADERS: dict[str, _Loader] = {
         _without_options(postcodes.write_postcodes),
         4,
         "postcodes",
+        changes_lookups=True,
     ),
-    "boundaries": _Loader(load_boundaries, None, _write_boundaries, 1, "boundaries"),
-    "council": _Loader(council.load_council, _read_council, _write_council, 3, "council register"),
-    "eric": _Loader(eric.load_eric, _read_eric, _without_options(eric.write_eric), 4, "ERIC"),
-    "points": _Loader(points.load_points, _read_points, _write_points, 2, "points"),
+    "boundaries": _Loader(
+        load_boundaries, None, _write_boundaries, 1, "boundaries", changes_lookups=True
+    ),
+    "council": _Loader(
+        council.load_council,
+        _read_council,
+        _write_council,
+        3,
+        "council register",
+        prepare=_prepare_located,
+    ),
+    "eric": _Loader(
+        eric.load_eric,
+        _read_eric,
+        _without_options(eric.write_eric),
+        4,
+        "ERIC",
+        prepare=_prepare_unlocated,
+    ),
+    "points": _Loader(
+        points.load_points, _read_points, _write_points, 2, "points", prepare=_prepare_located
+    ),
 }
 
 
@@ -157,30 +199,52 @@ def load_sources(
     plan = [_checked(estate, source) for source in sources]
     if len(plan) <= 1:
         return [loader.load(estate, s.path, **s.options, progress=progress) for s, loader in plan]
+    # Preparing reads the database: only a GeoPackage, through a read-only connection.
+    database = estate.engine.url.database if estate.is_geopackage else None
     reports: list[LoadReport] = []
     with _read_worker() as pool:
-        ahead: dict[int, Future[Any]] = {}
+        # The worker runs its jobs in the order given: reads as soon as there is room,
+        # each file's preparation as soon as the files it depends on are written, so
+        # no job ever waits inside the worker for this process.
+        reads: dict[int, Future[Any]] = {}  # each file read ahead (its result, or None)
+        ahead: dict[int, Future[Any]] = {}  # the job whose result is the file to write
+        waiting: list[int] = []  # read, to be prepared once what it depends on is written
         queue = iter([i for i, (_, loader) in enumerate(plan) if i > 0 and loader.read])
+        written = -1
 
-        def top_up() -> None:
-            while len(ahead) < READ_AHEAD:
-                i = next(queue, None)
-                if i is None:
+        def prepare(j: int) -> None:
+            assert database is not None
+            ahead[j] = pool.submit(_prepare, j, plan[j][0].loader, database)
+
+        def submit() -> None:
+            for ready in [j for j in waiting if _depends_on(plan, j) <= written]:
+                waiting.remove(ready)
+                prepare(ready)
+            while len(reads) < READ_AHEAD:
+                j = next(queue, None)
+                if j is None:
                     return
-                source, loader = plan[i]
-                assert loader.read is not None
-                ahead[i] = pool.submit(loader.read, source.path, dict(source.options))
+                source, loader = plan[j]
+                keep = database is not None and loader.prepare is not None
+                reads[j] = ahead[j] = pool.submit(
+                    _read, j, source.loader, source.path, dict(source.options), keep
+                )
+                if keep and _depends_on(plan, j) <= written:
+                    prepare(j)
+                elif keep:
+                    waiting.append(j)
 
-        top_up()
+        submit()
         started = time.perf_counter()
         for i, (source, loader) in enumerate(plan):
             bar = progress_bar(loader.steps, f"{loader.label} {i + 1}/{len(plan)}", progress)
             bar.set_postfix_str("reading")
             if loader.read is None:
                 parsed = None
-            elif i in ahead:
+            elif i in reads:
+                reads.pop(i).result()  # the read's error, if it failed
                 parsed = ahead.pop(i).result()
-                top_up()
+                submit()
             else:
                 parsed = loader.read(source.path, source.options)
             if loader.read is not None:
@@ -188,8 +252,53 @@ def load_sources(
             reports.append(
                 loader.write(estate, source.path, parsed, source.options, started=started, bar=bar)
             )
+            written = i  # committed: a later file's preparation may read it now
+            submit()
             started = time.perf_counter()
     return reports
+
+
+def _depends_on(plan: Sequence[tuple[Source, _Loader]], i: int) -> int:
+    """The last file before ``i`` whose write changes what preparing ``i`` reads; or -1."""
+    return max((j for j in range(i) if plan[j][1].changes_lookups), default=-1)
+
+
+# --- the worker -------------------------------------------------------------------------
+
+#: In the worker: files read and waiting for their preparation, by their place in the plan.
+_read_files: dict[int, Any] = {}
+
+
+def _read(i: int, name: str, path: PathLike, options: dict[str, Any], keep: bool) -> Any:
+    """In the worker: read a file; return it, or ``keep`` it here for :func:`_prepare`."""
+    loader = _LOADERS[name]
+    assert loader.read is not None
+    parsed = loader.read(path, options)
+    if not keep:
+        return parsed
+    _read_files[i] = parsed
+    return None
+
+
+def _prepare(i: int, name: str, database: str) -> Any:
+    """In the worker: prepare the sites of file ``i`` (read before) from ``database`` and
+    return it. A preparation that fails (the file locked too long, say) is left to the
+    parent, which prepares inside its batch, as a loader alone does."""
+    parsed = _read_files.pop(i, None)
+    if parsed is None:  # its read failed: the parent reports that
+        return None
+    loader = _LOADERS[name]
+    assert loader.prepare is not None
+    engine = geopackage_reader(database)
+    try:
+        with engine.connect() as connection:
+            parsed.prepared = loader.prepare(connection, parsed)
+        log.debug("file %d: sites prepared in the read-ahead worker", i + 1)
+    except Exception as error:  # the parent prepares it instead
+        log.warning("file %d: preparing in the main process instead: %s", i + 1, error)
+    finally:
+        engine.dispose()
+    return parsed
 
 
 def _checked(estate: Estate, source: Source) -> tuple[Source, _Loader]:
