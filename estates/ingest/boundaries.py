@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
@@ -33,6 +34,8 @@ from estates.ingest.report import LoadReport, progress_bar
 from estates.settings import WORKING_CRS
 
 if TYPE_CHECKING:
+    from tqdm import tqdm
+
     from estates.estate import Estate
 
 log = logging.getLogger(__name__)
@@ -112,23 +115,31 @@ def polygons_27700(frame: gpd.GeoDataFrame) -> np.ndarray:
     return out
 
 
-def _write_kind(
-    estate: Estate,
-    path: str | os.PathLike[str],
-    loader: str,
+@dataclass
+class ParsedBoundaries:
+    """Boundaries read, checked and merged to one MultiPolygon per code, ready to write."""
+
+    kind: str
+    codes: np.ndarray  # of each usable feature, for the per-row counts
+    boundaries: gpd.GeoDataFrame  # code, name, geometry (EPSG:27700)
+    merged_features: int
+    rejected: list[dict[str, Any]]
+    rows_read: int
+    options: dict[str, Any]
+    extra: dict[str, Any]
+
+
+def _merge(
     kind: str,
     codes: np.ndarray,
     names: np.ndarray,
     geoms: np.ndarray,
     rejected: list[dict[str, Any]],
     options: dict[str, Any],
-    started: float,
-    progress: bool,
     extra: dict[str, Any],
     extra_rows: int = 0,
-) -> LoadReport:
-    """Merge rows per code, write them and reassign every located site to this kind."""
-    bar = progress_bar(2, f"{kind} boundaries", progress)
+) -> ParsedBoundaries:
+    """Merge the features per code (no database)."""
     ok = np.asarray([g is not None for g in geoms], dtype=bool) & pd.notna(codes)
     frame = pd.DataFrame({"code": codes[ok], "name": names[ok], "geom": geoms[ok]})
     merged = frame.groupby("code", sort=True).agg(
@@ -149,16 +160,39 @@ def _write_kind(
         },
         geometry=gpd.GeoSeries(merged["geom"].to_numpy(dtype=object), crs=WORKING_CRS),
     )
-    with estate.batch(loader, path, options) as batch:
-        batch.counts["rows_read"] = len(codes) + extra_rows
-        batch.reject(rejected)
+    return ParsedBoundaries(
+        kind=kind,
+        codes=codes[ok],
+        boundaries=boundaries,
+        merged_features=int((merged["parts"] > 1).sum()),
+        rejected=rejected,
+        rows_read=len(codes) + extra_rows,
+        options=options,
+        extra=extra,
+    )
+
+
+def write_merged(
+    estate: Estate,
+    path: str | os.PathLike[str],
+    loader: str,
+    parsed: ParsedBoundaries,
+    *,
+    started: float,
+    bar: tqdm,
+) -> LoadReport:
+    """Write merged boundaries in one batch and reassign every located site to their kind."""
+    kind, boundaries = parsed.kind, parsed.boundaries
+    with estate.batch(loader, path, parsed.options) as batch:
+        batch.counts["rows_read"] = parsed.rows_read
+        batch.reject(parsed.rejected)
         written = db_boundaries.write_boundaries(batch.connection, boundaries, kind, batch.id)
         outcome = {
             **dict.fromkeys(written.inserted, "inserted"),
             **dict.fromkeys(written.updated, "updated"),
             **dict.fromkeys(written.unchanged, "unchanged"),
         }
-        per_row = pd.Series(codes[ok]).map(outcome)
+        per_row = pd.Series(parsed.codes).map(outcome)
         for name in ("inserted", "updated", "unchanged"):
             batch.counts[name] = int((per_row == name).sum())
         bar.update(1)
@@ -176,10 +210,10 @@ def _write_kind(
         extra={
             "kind": kind,
             "boundaries": len(boundaries),
-            "merged_features": int((merged["parts"] > 1).sum()),
+            "merged_features": parsed.merged_features,
             "sites_assigned": assigned.get(kind, {}).get("assigned", 0),
             "sites_outside": assigned.get(kind, {}).get("outside", 0),
-            **extra,
+            **parsed.extra,
         },
     )
     report.check()
@@ -203,6 +237,22 @@ def load_boundaries(
     >>> load_boundaries(estate, "topo_lad.json", kind="lad")  # doctest: +SKIP
     """
     started = time.perf_counter()
+    parsed = parse_boundaries(
+        path, kind=kind, code_field=code_field, name_field=name_field, layer=layer
+    )
+    bar = progress_bar(2, f"{kind} boundaries", progress)
+    return write_merged(estate, path, LOADER, parsed, started=started, bar=bar)
+
+
+def parse_boundaries(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    code_field: str | None = None,
+    name_field: str | None = None,
+    layer: str | None = None,
+) -> ParsedBoundaries:
+    """Read, check, repair and merge a boundary file without touching the database."""
     _check_kind(kind)
     frame = _read.read_vector(path, what=f"{kind} boundary file", layer=layer)
     columns = [str(c) for c in frame.columns if c != frame.geometry.name]
@@ -251,18 +301,13 @@ def load_boundaries(
             rejected.append(
                 {"row_number": i + 1, "reason": reason, "column_name": code_col, "raw": records[i]}
             )
-    return _write_kind(
-        estate,
-        path,
-        LOADER,
+    return _merge(
         kind,
         codes.to_numpy(dtype=object),
         names.to_numpy(dtype=object),
         geoms,
         rejected,
         {"kind": kind, "code_field": code_col, "name_field": name_col, "layer": layer},
-        started,
-        progress,
         {"code_field": code_col, "name_field": name_col, "geometries_repaired": repaired},
     )
 
@@ -328,19 +373,17 @@ def build_icb_footprints(
             rejected.append(
                 {"row_number": int(table.row_numbers[i]), "reason": reason, "raw": records[i]}
             )
-    report = _write_kind(
-        estate,
-        lookup_path,
-        "boundaries-dissolve",
+    parsed = _merge(
         kind,
         codes.to_numpy(dtype=object),
         names.to_numpy(dtype=object),
         geoms,
         rejected,
         {"kind": kind, "from_kind": from_kind, "member_field": member, "code_field": code},
-        started,
-        progress,
         {"from_kind": from_kind, "member_field": member, "code_field": code, "name_field": name},
         extra_rows=len(table.bad_rows),
     )
-    return report
+    bar = progress_bar(2, f"{kind} boundaries", progress)
+    return write_merged(
+        estate, lookup_path, "boundaries-dissolve", parsed, started=started, bar=bar
+    )

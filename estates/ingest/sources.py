@@ -35,9 +35,8 @@ from sqlalchemy.engine import Connection
 
 from estates.db.engine import geopackage_reader
 from estates.errors import ConfigurationError
-from estates.ingest import council, eric, points, postcodes
+from estates.ingest import boundaries, council, eric, points, postcodes
 from estates.ingest._sites import PreparedSites, prepare_sites
-from estates.ingest.boundaries import load_boundaries
 from estates.ingest.report import LoadReport, progress_bar
 
 if TYPE_CHECKING:
@@ -46,7 +45,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: Files read ahead at most: bounds the memory of parsed files waiting to be written.
-READ_AHEAD = 2
+#: Three, so that a national load reads the boundaries and the first two registers
+#: while the postcode lookup is written.
+READ_AHEAD = 3
 
 PathLike = str | os.PathLike[str]
 
@@ -70,7 +71,7 @@ class _Loader:
     """How to read a file (in any process) and how to write what was read (here)."""
 
     load: Callable[..., LoadReport]  # load_<loader>: checks the options
-    read: Callable[..., Any] | None  # (path, options) -> parsed; None: loaded in one go
+    read: Callable[..., Any]  # (path, options) -> parsed, in any process
     write: Callable[..., LoadReport]  # (estate, path, parsed, options, started, bar)
     steps: int  # of its progress bar
     label: str
@@ -118,11 +119,14 @@ def _without_options(write: Callable[..., LoadReport]) -> Callable[..., LoadRepo
     return call
 
 
+def _read_boundaries(path: PathLike, options: Mapping[str, Any]) -> Any:
+    return boundaries.parse_boundaries(path, **options)
+
+
 def _write_boundaries(
-    estate: Estate, path: PathLike, parsed: None, options: Mapping[str, Any], **run: Any
+    estate: Estate, path: PathLike, parsed: Any, options: Mapping[str, Any], **run: Any
 ) -> LoadReport:
-    run["bar"].close()  # read and written here, by its own loader
-    return load_boundaries(estate, path, **options)
+    return boundaries.write_merged(estate, path, boundaries.LOADER, parsed, **run)
 
 
 def _write_council(
@@ -152,7 +156,12 @@ _LOADERS: dict[str, _Loader] = {
         changes_lookups=True,
     ),
     "boundaries": _Loader(
-        load_boundaries, None, _write_boundaries, 1, "boundaries", changes_lookups=True
+        boundaries.load_boundaries,
+        _read_boundaries,
+        _write_boundaries,
+        3,
+        "boundaries",
+        changes_lookups=True,
     ),
     "council": _Loader(
         council.load_council,
@@ -184,8 +193,8 @@ def load_sources(
     The result is what calling each ``load_<loader>`` in turn gives: each file its own
     load batch (all of it or none), the same site ids, rows and reports. While file *i*
     is written here, one worker process reads the next files (at most
-    :data:`READ_AHEAD` waiting); the worker never touches the database. Boundaries are
-    read and written here, in their turn. With one file no worker is started.
+    :data:`READ_AHEAD` waiting) and prepares their sites (see the module docstring);
+    it never writes to the database. With one file no worker is started.
 
     Every source's loader and options are checked before anything is loaded. The first
     file that cannot be read or loaded stops the load there: the files before it stay
@@ -203,13 +212,14 @@ def load_sources(
     database = estate.engine.url.database if estate.is_geopackage else None
     reports: list[LoadReport] = []
     with _read_worker() as pool:
-        # The worker runs its jobs in the order given: reads as soon as there is room,
-        # each file's preparation as soon as the files it depends on are written, so
-        # no job ever waits inside the worker for this process.
+        # The worker runs its jobs in the order given, so they are given only once a
+        # write is done: first the preparations it made possible, then reads to refill
+        # the read-ahead. No job waits inside the worker for this process, and no read
+        # is queued ahead of a preparation this process is about to wait for.
         reads: dict[int, Future[Any]] = {}  # each file read ahead (its result, or None)
         ahead: dict[int, Future[Any]] = {}  # the job whose result is the file to write
         waiting: list[int] = []  # read, to be prepared once what it depends on is written
-        queue = iter([i for i, (_, loader) in enumerate(plan) if i > 0 and loader.read])
+        queue = iter(range(1, len(plan)))
         written = -1
 
         def prepare(j: int) -> None:
@@ -239,16 +249,12 @@ def load_sources(
         for i, (source, loader) in enumerate(plan):
             bar = progress_bar(loader.steps, f"{loader.label} {i + 1}/{len(plan)}", progress)
             bar.set_postfix_str("reading")
-            if loader.read is None:
-                parsed = None
-            elif i in reads:
+            if i in reads:
                 reads.pop(i).result()  # the read's error, if it failed
                 parsed = ahead.pop(i).result()
-                submit()
             else:
                 parsed = loader.read(source.path, source.options)
-            if loader.read is not None:
-                bar.update(1)
+            bar.update(1)
             reports.append(
                 loader.write(estate, source.path, parsed, source.options, started=started, bar=bar)
             )
@@ -271,9 +277,7 @@ _read_files: dict[int, Any] = {}
 
 def _read(i: int, name: str, path: PathLike, options: dict[str, Any], keep: bool) -> Any:
     """In the worker: read a file; return it, or ``keep`` it here for :func:`_prepare`."""
-    loader = _LOADERS[name]
-    assert loader.read is not None
-    parsed = loader.read(path, options)
+    parsed = _LOADERS[name].read(path, options)
     if not keep:
         return parsed
     _read_files[i] = parsed
