@@ -99,17 +99,19 @@ class PreparedSites:
 
     def sites(self) -> gpd.GeoDataFrame:
         """The site frame to write: the canonical columns, final ``located_by``, points."""
-        frame = self.frame.reset_index(drop=True).copy()
-        frame["located_by"] = self.located_by
-        return gpd.GeoDataFrame(frame, geometry=_points(self.easting, self.northing))
+        return _site_frame(self.frame, self.located_by, self.easting, self.northing)
 
 
-def _points(easting: np.ndarray, northing: np.ndarray) -> gpd.GeoSeries:
+def _site_frame(
+    frame: pd.DataFrame, located_by: np.ndarray, easting: np.ndarray, northing: np.ndarray
+) -> gpd.GeoDataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    frame["located_by"] = located_by
     located = ~np.isnan(easting)
-    geoms = np.full(len(easting), None, dtype=object)
+    geoms = np.full(len(frame), None, dtype=object)
     if located.any():
         geoms[located] = shapely.points(easting[located], northing[located])
-    return gpd.GeoSeries(geoms, crs=WORKING_CRS)
+    return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS))
 
 
 def locate_from_postcodes(
@@ -172,7 +174,8 @@ def prepare_sites(
     located_by = frame["located_by"].to_numpy(dtype=object).copy()
     located_by[by_postcode] = "postcode"
     located_by[np.isnan(easting)] = "none"
-    prepared = PreparedSites(
+    sites = _site_frame(frame, located_by, easting, northing)
+    return PreparedSites(
         frame=frame,
         easting=easting,
         northing=northing,
@@ -180,14 +183,9 @@ def prepare_sites(
         by_postcode=by_postcode,
         has_postcode=has_postcode,
         non_geographic=non_geo,
-        hashes=np.array([], dtype=object),
-        footprints={},
+        hashes=store.site_hashes(sites),
+        footprints=footprints.footprints_of(connection, sites.geometry.to_numpy()),
     )
-    sites = prepared.sites()
-    geoms = np.asarray(sites.geometry.values, dtype=object)
-    prepared.hashes = store.site_hashes(sites)
-    prepared.footprints = footprints.footprints_of(connection, geoms)
-    return prepared
 
 
 def write_site_frame(batch: Batch, prepared: PreparedSites) -> SitesWritten:

@@ -57,8 +57,10 @@ def assign_points(
     return pd.DataFrame({"site_id": ids[point[order]], "code": code[order]})
 
 
-def footprints_of(connection: Connection, points: np.ndarray) -> dict[str, pd.DataFrame]:
-    """Per boundary kind loaded: ``row, code`` of each point inside one of its boundaries.
+def footprints_of(
+    connection: Connection, points: np.ndarray, kinds: Sequence[str] | None = None
+) -> dict[str, pd.DataFrame]:
+    """Per boundary kind loaded (or of ``kinds``): ``row, code`` of each point inside one.
 
     Only reads the database (the boundaries), so a read-ahead worker can do it for the
     next file while this process writes the one before (:func:`write_footprints`
@@ -67,7 +69,7 @@ def footprints_of(connection: Connection, points: np.ndarray) -> dict[str, pd.Da
     geoms = np.asarray(points, dtype=object)
     rows = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
     out: dict[str, pd.DataFrame] = {}
-    for kind in db_boundaries.boundary_kinds(connection):
+    for kind in kinds or db_boundaries.boundary_kinds(connection):
         bounds = db_boundaries.read_boundaries(connection, kind=kind)
         polygons = np.asarray(bounds.geometry.values, dtype=object)
         codes = bounds["code"].to_numpy(dtype=object)
@@ -85,24 +87,15 @@ def write_footprints(
     new_sites: bool,
 ) -> dict[str, dict[str, Any]]:
     """Replace the footprints of ``site_ids`` with ``found`` (:func:`footprints_of` of
-    their points; ``located`` marks those with one). Returns the counts per kind, as
+    their points; ``located`` marks those with one); ``new_sites`` says they have none
+    yet, so there is nothing to delete first. Returns the counts per kind, as
     :func:`assign_footprints`."""
     if not new_sites:
         lost = site_ids[~located].tolist()
         if lost:
             db_boundaries.clear_footprints(connection, lost)
-    out: dict[str, dict[str, Any]] = {}
-    for kind, rows in found.items():
-        assigned = pd.DataFrame(
-            {"site_id": site_ids[rows["row"].to_numpy(dtype=np.int64)], "code": rows["code"]}
-        )
-        clear = [] if new_sites else site_ids[located].tolist()
-        db_boundaries.replace_footprints(connection, kind, assigned, clear)
-        outside = int(located.sum()) - len(assigned)
-        if outside:
-            log.info("%d located sites lie outside every %s boundary loaded", outside, kind)
-        out[kind] = {"assigned": len(assigned), "outside": outside}
-    return out
+    clear = [] if new_sites else site_ids[located].tolist()
+    return _replace(connection, site_ids, found, clear, int(located.sum()))
 
 
 def assign_footprints(
@@ -110,42 +103,42 @@ def assign_footprints(
     *,
     site_ids: Sequence[int] | None = None,
     kinds: Sequence[str] | None = None,
-    points: np.ndarray | None = None,
-    new_sites: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Assign located sites (all, or ``site_ids``) to the loaded boundaries of each kind.
 
-    ``points`` (one per id, missing for an unlocated site) saves reading the sites back
-    when the caller has just written them; ``new_sites`` says they have no footprints
-    yet, so there is nothing to delete first. Returns, per kind, how many sites were
-    assigned and how many located sites lie outside every boundary of that kind
-    (counted and logged, never silently dropped).
+    Returns, per kind, how many sites were assigned and how many located sites lie
+    outside every boundary of that kind (counted and logged, never silently dropped).
     """
     all_kinds = db_boundaries.boundary_kinds(connection)
     wanted = [k for k in (kinds or all_kinds) if k in all_kinds]
     if not wanted:
         return {}  # no boundaries loaded: nothing to assign, and no footprints exist
-    if points is not None and site_ids is not None:
-        given = np.asarray(site_ids, dtype=np.int64)
-        geoms = np.asarray(points, dtype=object)
-        has_point = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-        ids, points = given[has_point], geoms[has_point]
-    else:
-        ids, points = db_boundaries.read_site_points(connection, site_ids)
-    if site_ids is not None and not new_sites:
-        located = set(ids.tolist())
-        lost = [int(i) for i in site_ids if int(i) not in located]
+    ids, points = db_boundaries.read_site_points(connection, site_ids)
+    if site_ids is not None:
+        lost = sorted({int(i) for i in site_ids} - set(ids.tolist()))
         if lost:
             db_boundaries.clear_footprints(connection, lost)
+    found = footprints_of(connection, points, wanted)
+    clear = None if site_ids is None else ids.tolist()
+    return _replace(connection, ids, found, clear, len(ids))
+
+
+def _replace(
+    connection: Connection,
+    site_ids: np.ndarray,
+    found: dict[str, pd.DataFrame],
+    clear: list[int] | None,
+    located: int,
+) -> dict[str, dict[str, Any]]:
+    """Write ``found`` (rows of ``site_ids``) per kind, in place of the footprints of
+    ``clear`` (None: of every site); count those assigned and those outside."""
     out: dict[str, dict[str, Any]] = {}
-    for kind in wanted:
-        bounds = db_boundaries.read_boundaries(connection, kind=kind)
-        polygons = np.asarray(bounds.geometry.values, dtype=object)
-        codes = bounds["code"].to_numpy(dtype=object)
-        assigned = assign_points(ids, points, polygons, codes)
-        clear: list[int] | None = None if site_ids is None else ids.tolist()
-        db_boundaries.replace_footprints(connection, kind, assigned, [] if new_sites else clear)
-        outside = len(ids) - len(assigned)
+    for kind, rows in found.items():
+        assigned = pd.DataFrame(
+            {"site_id": site_ids[rows["row"].to_numpy(dtype=np.int64)], "code": rows["code"]}
+        )
+        db_boundaries.replace_footprints(connection, kind, assigned, clear)
+        outside = located - len(assigned)
         if outside:
             log.info("%d located sites lie outside every %s boundary loaded", outside, kind)
         out[kind] = {"assigned": len(assigned), "outside": outside}

@@ -210,6 +210,8 @@ def load_sources(
         return [loader.load(estate, s.path, **s.options, progress=progress) for s, loader in plan]
     # Preparing reads the database: only a GeoPackage, through a read-only connection.
     database = estate.engine.url.database if estate.is_geopackage else None
+    if database in ("", ":memory:"):
+        database = None  # nothing another process could open
     reports: list[LoadReport] = []
     with _read_worker() as pool:
         # The worker runs its jobs in the order given, so they are given only once a
