@@ -66,17 +66,22 @@ def test_sources_load_as_the_loaders_one_by_one(
         mine.pop("elapsed_s"), theirs.pop("elapsed_s")
         assert mine == theirs
     assert sum(r.inserted for r in reports) > 100_000  # postcodes and sites
-    # The three site files were located, hashed and given footprints in the worker (after
-    # the postcodes and boundaries were written), not here: and still the same database.
+    # ERIC and the GP points were located, hashed and given footprints in the worker
+    # (once the boundaries were written), not here: and still the same database. The
+    # register right after the boundaries was prepared here, as the worker could not
+    # have started sooner.
     prepared = [
         r.getMessage() for r in caplog.records if "prepared in the read-ahead" in r.getMessage()
     ]
     assert sorted(prepared) == [
-        f"file {n}: sites prepared in the read-ahead worker" for n in (3, 4, 5)
+        f"file {n}: sites prepared in the read-ahead worker" for n in (4, 5)
     ]
 
 
-def test_a_file_prepared_ahead_updates_what_changed(tmp_path: Path) -> None:
+def test_a_file_prepared_ahead_updates_what_changed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="estates.ingest.sources")
     rows = list(csv.reader(shared_file(TRAFFORD).open(encoding="utf-8-sig", newline="")))
     rows[1][rows[0].index("PropertyName")] = "Altrincham Town Hall (renamed)"
     rows[2][rows[0].index("GeoX")], rows[2][rows[0].index("GeoY")] = "-2.2426", "53.4808"
@@ -88,16 +93,16 @@ def test_a_file_prepared_ahead_updates_what_changed(tmp_path: Path) -> None:
     load_boundaries(one_by_one, shared_file(GM_LADS), kind="lad")
     load_council(one_by_one, shared_file(TRAFFORD))
     load_boundaries(one_by_one, shared_file(GM_LADS), kind="lad")
+    load_points(one_by_one, shared_file(GP), organisation="GP practices", sector="nhs")
     expected = load_council(one_by_one, edited)
     together = estates.connect(tmp_path / "together.gpkg")
     load_sources(together, _sources()[:3])
     # The edited register is prepared in the worker once the boundaries are written again.
-    again = load_sources(
-        together,
-        [Source("boundaries", shared_file(GM_LADS), {"kind": "lad"}), Source("council", edited)],
-    )
-    assert (again[1].updated, expected.updated) == (2, 2)  # one renamed, one moved
-    assert again[1].extra["footprints"] == expected.extra["footprints"]
+    caplog.clear()
+    again = load_sources(together, [_sources()[1], _sources()[4], Source("council", edited)])
+    assert "file 3: sites prepared in the read-ahead worker" in caplog.text
+    assert (again[2].updated, expected.updated) == (2, 2)  # one renamed, one moved
+    assert again[2].extra["footprints"] == expected.extra["footprints"]
     assert _content(together) == _content(one_by_one)
 
 

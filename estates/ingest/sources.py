@@ -237,7 +237,13 @@ def load_sources(
                 if j is None:
                     return
                 source, loader = plan[j]
-                keep = database is not None and loader.prepare is not None
+                # A file right after one it depends on is prepared here: the worker could
+                # start no sooner, and this process would only wait for it.
+                keep = (
+                    database is not None
+                    and loader.prepare is not None
+                    and _depends_on(plan, j) != j - 1
+                )
                 reads[j] = ahead[j] = pool.submit(
                     _read, j, source.loader, source.path, dict(source.options), keep
                 )
