@@ -259,6 +259,7 @@ def load_sources(
             bar.set_postfix_str("reading")
             if i in reads:
                 reads.pop(i).result()  # the read's error, if it failed
+                assert i not in waiting  # its dependency, before i - 1, is written
                 parsed = ahead.pop(i).result()
             else:
                 parsed = loader.read(source.path, source.options)
