@@ -86,7 +86,10 @@ def test_repeated_texts_are_read_as_one_object(estate: estates.Estate) -> None:
     sql = (
         f"WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < {n - 1}) "
         "SELECT i, CASE WHEN i % 7 = 0 THEN NULL WHEN i % 2 = 0 THEN 'Freehold' "
-        "ELSE 'Leasehold' END AS tenure, 'key-' || i AS k, (i % 3) + 0.5 AS x FROM seq ORDER BY i"
+        "ELSE 'Leasehold' END AS tenure, 'key-' || i AS k, (i % 3) + 0.5 AS x, "
+        # a column that starts with many missing values (one loader's sites first)
+        "CASE WHEN i < 500 THEN NULL WHEN i % 2 = 0 THEN 'Clinic' ELSE 'Depot' END AS kind "
+        "FROM seq ORDER BY i"
     )
     with estate.read() as connection:
         got = fetch_arrays(connection, sql)
@@ -96,3 +99,6 @@ def test_repeated_texts_are_read_as_one_object(estate: estates.Estate) -> None:
     assert len({id(v) for v in tenure if v is not None}) == 2  # one object per distinct text
     assert got["k"].tolist() == [f"key-{i}" for i in range(n)]
     assert [float(v) for v in got["x"]] == [i % 3 + 0.5 for i in range(n)]
+    kind = got["kind"].tolist()
+    assert kind == [None if i < 500 else ["Clinic", "Depot"][i % 2] for i in range(n)]
+    assert len({id(v) for v in kind if v is not None}) == 2

@@ -220,9 +220,11 @@ def site_hashes(sites: gpd.GeoDataFrame) -> np.ndarray:
     The organisation by its code, not its id, so a frame can be hashed before its
     organisations are in the database (by a read-ahead worker).
     """
-    geoms = np.asarray(sites.geometry.values, dtype=object)
-    hashed = content_hash(_site_columns(sites), ["organisation_code", *SITE_FIELDS], geoms)
-    return hashed.to_numpy(dtype=object)
+    return _site_hashes(_site_columns(sites), np.asarray(sites.geometry.values, dtype=object))
+
+
+def _site_hashes(frame: pd.DataFrame, geoms: np.ndarray) -> np.ndarray:
+    return content_hash(frame, ["organisation_code", *SITE_FIELDS], geoms).to_numpy(dtype=object)
 
 
 def _site_columns(sites: gpd.GeoDataFrame) -> pd.DataFrame:
@@ -261,7 +263,7 @@ def write_sites(
 
     org_ids = upsert_organisations(connection, frame)
     frame["organisation_id"] = frame["organisation_code"].map(org_ids).astype("int64")
-    frame["content_hash"] = site_hashes(sites) if hashes is None else hashes
+    frame["content_hash"] = _site_hashes(frame, geoms) if hashes is None else hashes
     frame["batch_id"] = batch_id
 
     existing = _existing_sites(connection, frame["source_key"].tolist())
@@ -400,7 +402,8 @@ def _shared_strings(cells: np.ndarray) -> np.ndarray:
     map texts) runs 3-5x slower than on one shared object, and they take 30 MB.
     Mostly-distinct columns (keys, names) and non-text values are copied as they are.
     """
-    if columnar.mostly_distinct(cells) or not any(type(v) is str for v in cells[:100]):
+    first = next((v for v in cells.tolist() if v is not None), None)
+    if type(first) is not str or columnar.mostly_distinct(cells):
         return cells.copy()
     shared: dict[str, str] = {}
     values = (shared.setdefault(v, v) if type(v) is str else v for v in cells.tolist())

@@ -515,8 +515,8 @@ def load_councils(
     The result is the same as calling :func:`load_council` on each file in turn: each
     file is its own load batch (all of it or none of it), with the same site ids, rows
     and report. Only the work is overlapped: while file *i* is written to the database
-    in this process, file *i + 1* is parsed in one worker process, which never touches
-    the database. With one file no worker is started.
+    in this process, the next files are parsed (and their sites prepared) in one worker
+    process, which never writes to the database. With one file no worker is started.
 
     Parameters
     ----------
