@@ -291,7 +291,11 @@ def hilbert_order(geoms: np.ndarray, bits: int = 16) -> np.ndarray:
     located = np.flatnonzero(~(shapely.is_missing(geoms) | shapely.is_empty(geoms)))
     if len(located) == 0:
         return np.arange(len(geoms))
-    centre = shapely.get_coordinates(shapely.centroid(geoms[located]))
+    found = geoms[located]
+    if (shapely.get_type_id(found) == 0).all():  # points are their own centres
+        centre = shapely.get_coordinates(found)
+    else:
+        centre = shapely.get_coordinates(shapely.centroid(found))
     side = np.uint64((1 << bits) - 1)
     lo, hi = centre.min(axis=0), centre.max(axis=0)
     scaled = (centre - lo) / np.where(hi > lo, hi - lo, 1.0) * float(side)
