@@ -768,8 +768,27 @@ def test_csv_lines_are_read_with_a_limit(tmp_path: Path) -> None:
     long_late.write_bytes(b"a,b\n" * 3 + b"z" * 5_000 + b"\n1,2\n")
     with pytest.raises(estates.InvalidSourceError, match="line 4 is longer than 1,024 bytes"):
         _read.check_line_lengths(long_late, limit=1_024)
+    classic_mac = tmp_path / "cr.csv"  # line ends are "\r" alone; the long line crosses chunks
+    classic_mac.write_bytes(b"a,b\r" * 300 + b"q" * 1_500 + b"\r1,2\r")
+    with pytest.raises(estates.InvalidSourceError, match="line 301 is longer than 1,024 bytes"):
+        _read.check_line_lengths(classic_mac, limit=1_024)
     _read.check_line_lengths(shared_file(ERIC))
     _read.check_line_lengths(shared_file(GM_POSTCODES))
+
+
+def test_encoding_check_skips_plain_ascii_but_not_what_follows(tmp_path: Path) -> None:
+    """Chunks of plain ASCII are passed without decoding; a character split across the end
+    of one chunk and a later bad byte are still judged by the decoder, line numbers intact."""
+    chunk = _read._CHUNK
+    lines = b"x" * 9 + b"\n"
+    ascii_part = lines * (chunk // len(lines)) + b"y" * (chunk % len(lines) - 1)
+    split = tmp_path / "split.csv"  # "é" is two bytes: the first ends chunk 1
+    split.write_bytes(ascii_part + "é\n".encode() + lines * 1_000)
+    assert _read.detect_encoding(split) == "utf-8"
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(lines * (2 * chunk // len(lines)) + b"ok\n\xff\n")
+    with pytest.raises(estates.InvalidSourceError, match=f"line {2 * chunk // len(lines) + 2} "):
+        _read.detect_encoding(bad, "utf-8")
 
 
 _MEASURE = """

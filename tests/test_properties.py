@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 
@@ -64,6 +65,29 @@ def test_valid_postcode_survives_case_and_spacing(
     written = before + _randomise_case(outward + between + inward, flips) + after
     assert normalise(written) == f"{outward} {inward}"
     assert _parse.is_full_postcode(pd.Series([written])).tolist() == [True]
+
+
+_NORMAL_FORM = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}")
+_NEAR_POSTCODES = st.one_of(
+    st.text(alphabet="AZaz09 \t\x00é-", max_size=11),
+    st.builds(
+        lambda o, i, tail: o + " " + i + tail,
+        OUTWARD,
+        INWARD,
+        st.sampled_from(["", "\x00", " ", "Z", "9"]),
+    ),
+    st.none(),
+    st.floats(),
+)
+
+
+@PROFILE
+@given(st.lists(_NEAR_POSTCODES, max_size=40))
+def test_normal_form_check_matches_the_regular_expression(cells: list[object]) -> None:
+    """The numpy character-class test of a postcode's normal form is the regex, exactly."""
+    values = np.array(cells, dtype=object)
+    expected = [type(v) is str and _NORMAL_FORM.fullmatch(v) is not None for v in cells]
+    assert _parse._canonical_postcodes(values).tolist() == expected
 
 
 @PROFILE

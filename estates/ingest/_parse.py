@@ -237,21 +237,16 @@ def _clean_cells(cells: np.ndarray) -> list[str | None]:
 
 
 _POSTCODE_PARTS = re.compile(r"\s*([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})\s*")
-#: A postcode already written as :func:`normalise_postcodes` writes it (every ONSPD ``pcds``).
-_CANONICAL_POSTCODE = re.compile(r"[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}")
 
 
 def postcode_parts(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(normalised postcodes, full-postcode mask) in one pass; see :func:`normalise_postcodes`.
 
-    Cells already in the normal form (nearly all, in a national lookup) are checked with
-    one regular expression and kept as they are: a quarter of the time of rebuilding them.
+    Cells already in the normal form (nearly all, in a national lookup) are found by
+    character classes on fixed-width text and kept as they are; only the rest are rebuilt.
     """
     cells = as_objects(values)
-    canonical = _CANONICAL_POSTCODE.fullmatch
-    full = np.fromiter(
-        (type(v) is str and canonical(v) is not None for v in cells), dtype=bool, count=len(cells)
-    )
+    full = _canonical_postcodes(cells)
     out = cells.copy()
     rest = np.flatnonzero(~full)
     if len(rest):
@@ -259,6 +254,43 @@ def postcode_parts(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarr
         out[rest] = normalised
         full[rest] = rest_full
     return out, full
+
+
+def _canonical_postcodes(cells: np.ndarray) -> np.ndarray:
+    """Which cells are already written as :func:`normalise_postcodes` writes them (every
+    ONSPD ``pcds``): ``[A-Z]{1,2}[0-9][A-Z0-9]? [0-9][A-Z]{2}``, tested in numpy, not per row.
+
+    Cells become 9-character text: one longer than any postcode, so a longer cell cut to
+    nine characters still cannot match. Each length (6, 7 or 8) has fixed positions for
+    the space, the inward code and the outward code's letters and digits.
+    """
+    n = len(cells)
+    if pd.api.types.infer_dtype(cells, skipna=False) == "string":
+        length = np.fromiter(map(len, cells), dtype=np.int64, count=n)
+    else:
+        length = np.fromiter(
+            (len(v) if type(v) is str else -1 for v in cells), dtype=np.int64, count=n
+        )
+    # A trailing NUL is dropped from fixed-width text, but not from the length: no match.
+    codes = cells.astype("U9").view(np.uint32).reshape(n, 9)
+    letter = codes - np.uint32(ord("A")) < 26  # unsigned: below "A" wraps round, too
+    digit = codes - np.uint32(ord("0")) < 10
+    full = np.zeros(n, dtype=bool)
+    for size in (6, 7, 8):
+        rows = np.flatnonzero(length == size)
+        if not len(rows):
+            continue
+        a, d = letter[rows], digit[rows]
+        space = size - 4
+        ok = (codes[rows, space] == ord(" ")) & d[:, space + 1] & a[:, space + 2] & a[:, space + 3]
+        if size == 6:  # A9
+            ok &= a[:, 0] & d[:, 1]
+        elif size == 7:  # AA9 or A9A / A99
+            ok &= a[:, 0] & ((a[:, 1] & d[:, 2]) | (d[:, 1] & (a[:, 2] | d[:, 2])))
+        else:  # AA9A / AA99
+            ok &= a[:, 0] & a[:, 1] & d[:, 2] & (a[:, 3] | d[:, 3])
+        full[rows] = ok
+    return full
 
 
 def _postcode_parts_slow(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -140,8 +140,14 @@ def require_csv(path: str | os.PathLike[str], what: str) -> None:
 
 
 def _line_of(path: Path, offset: int) -> int:
+    """The line number of a byte offset (lines end in LF, CRLF, or CR alone)."""
     with open(path, "rb") as handle:
-        return handle.read(offset).count(b"\n") + 1
+        before = handle.read(offset)
+    return (before.count(b"\n") or before.count(b"\r")) + 1
+
+
+#: Encodings in which every ASCII byte is itself, with no state to carry across chunks.
+_ASCII_SUPERSETS = frozenset({"utf-8", "utf-8-sig", "cp1252", "iso8859-1", "ascii"})
 
 
 def _decodes(path: Path, encoding: str, skip: int = 0) -> tuple[bool, int]:
@@ -151,7 +157,11 @@ def _decodes(path: Path, encoding: str, skip: int = 0) -> tuple[bool, int]:
     with open(path, "rb") as handle:
         handle.seek(skip)
         done = skip
+        ascii_compatible = codecs.lookup(encoding).name in _ASCII_SUPERSETS
         while chunk := handle.read(_CHUNK):
+            if ascii_compatible and chunk.isascii() and not decoder.getstate()[0]:
+                done += len(chunk)  # plain ASCII decodes; checking that is 10x faster
+                continue
             try:
                 decoder.decode(chunk)
             except UnicodeDecodeError as error:
@@ -218,25 +228,28 @@ def check_line_lengths(path: str | os.PathLike[str], limit: int = MAX_LINE_BYTES
     more memory than a chunk.
     """
     p = Path(path)
-    run = 0  # bytes since the last line end
-    line = 1
+    line_start = 0  # file offset where the current line began
+    done = 0
     with open(p, "rb") as handle:
         while chunk := handle.read(limit):
-            ends = [i for i in (chunk.find(b"\n"), chunk.find(b"\r")) if i >= 0]
-            if not ends:
-                run += len(chunk)
-            else:
-                run += min(ends)
-            if run > limit:
+            # Line ends are looked for only where needed: a full scan of every chunk for a
+            # "\r" that an LF file never has was most of this check's time.
+            first = chunk.find(b"\n")
+            cr = chunk.find(b"\r", 0, first if first >= 0 else len(chunk))
+            first = cr if cr >= 0 else first
+            end = done + (first if first >= 0 else len(chunk))
+            if end - line_start > limit:
                 raise source_error(
                     p,
-                    f"line {line} is longer than {_size(limit)} with no line end: this "
-                    "is not a CSV table (or its line ends were lost); export the file again",
+                    f"line {_line_of(p, line_start)} is longer than {_size(limit)} with no "
+                    "line end: this is not a CSV table (or its line ends were lost); export "
+                    "the file again",
                 )
-            if ends:
-                line += chunk.count(b"\n") or chunk.count(b"\r")
-                last = max(chunk.rfind(b"\n"), chunk.rfind(b"\r"))
-                run = len(chunk) - last - 1
+            if first >= 0:
+                last = chunk.rfind(b"\n")
+                last = max(last, chunk.rfind(b"\r", last + 1))
+                line_start = done + last + 1
+            done += len(chunk)
 
 
 def _size(n_bytes: int) -> str:
