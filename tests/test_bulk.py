@@ -131,12 +131,49 @@ def test_insert_columns_chunks_and_checks_names(tmp_path: Path) -> None:
         assert written == n
         rows = connection.execute(text("SELECT postcode, easting FROM postcode ORDER BY easting"))
         assert [tuple(r) for r in rows][:2] == [("ZZ0 1AA", 0.0), ("ZZ1 1AA", 1.0)]
+        stored = connection.execute(text("SELECT northing, source FROM postcode")).all()
+        assert len(stored) == n and set(stored) == {(0.5, "t")}  # constant columns, bound once
         with pytest.raises(ValueError, match="unknown column"):
             bulk.insert_columns(raw, "postcode", ("postcode", "x; DROP TABLE site"), ([], []))
         with pytest.raises(ValueError, match="unknown table"):
             bulk.insert_columns(raw, "sqlite_master", ("name",), (["x"],))
         with pytest.raises(ValueError, match="differ in length"):
             bulk.insert_columns(raw, "postcode", ("postcode", "easting"), (["a"], [1.0, 2.0]))
+
+
+def test_insert_columns_binds_a_column_once_only_when_every_cell_is_the_same(
+    tmp_path: Path,
+) -> None:
+    """Equal is not enough: 1 and 1.0 compare equal but are stored as different text."""
+    estate = estates.connect(tmp_path / "rows.gpkg")
+    n = 1_001
+    mixed = [1] * (n - 1) + [1.0]  # equal to each other, but text "1" and "1.0"
+    with estate.write() as connection:
+        raw = connection.connection.driver_connection
+        bulk.insert_columns(
+            raw,
+            "postcode",
+            ("postcode", "easting", "northing", "source"),
+            ([f"ZZ{i} 1AA" for i in range(n)], [3.0] * n, [2.0] * n, mixed),
+        )
+        rows = connection.execute(
+            text("SELECT postcode, easting, northing, source FROM postcode ORDER BY rowid")
+        ).all()
+    assert [r[0] for r in rows] == [f"ZZ{i} 1AA" for i in range(n)]
+    assert {r[1:3] for r in rows} == {(3.0, 2.0)}
+    assert [r[3] for r in rows] == ["1"] * (n - 1) + ["1.0"]
+    with estate.write() as connection:  # every column the same: the rows still go in
+        raw = connection.connection.driver_connection
+        raw.execute(
+            "INSERT INTO load_batch (id, loader, file_name, file_sha256, status, started_at, "
+            "rows_read, inserted, updated, unchanged, rejected, located, unlocated, "
+            "non_geographic) VALUES (7, 't', 't', 't', 'complete', '2026-01-01', "
+            "0, 0, 0, 0, 0, 0, 0, 0)"
+        )
+        columns = ("batch_id", "site_id", "action")
+        bulk.insert_columns(raw, "site_change", columns, ([7] * n, [5] * n, ["insert"] * n))
+        stored = connection.execute(text("SELECT batch_id, site_id, action FROM site_change"))
+        assert stored.all() == [(7, 5, "insert")] * n
 
 
 def test_only_sites_sharing_the_files_key_prefix_are_compared(estate: estates.Estate) -> None:

@@ -3,6 +3,7 @@
 On SQLite, ``executemany`` with one row per statement pays a Python bind, an
 ``sqlite3_step`` and a reset for every row; a statement of a few hundred rows pays them
 once per chunk: measured here, 1,000,000 postcode rows insert in 1.7 s instead of 4.2 s.
+A column with the same value in every row is bound once per statement, not per row.
 On PostGIS, ``COPY`` is the bulk path (about 1 s per 200,000 rows). Values are always
 bound parameters or ``COPY`` data; table and column names must be those of the schema
 (:mod:`estates.db.models`), checked before any SQL is built.
@@ -86,23 +87,49 @@ def insert_columns(
         raise ValueError("insert_columns: the value sequences differ in length")
     if count == 0:
         return 0
-    flat: list[Any] = [None] * (count * width)
-    stride = len(values)  # row-major: the k-th row's values sit at k * stride ...
-    for j, cells in enumerate(values):
-        flat[j::stride] = list(cells)
-    per = int(max(1, min(_MAX_ROWS, _MAX_PARAMETERS // width)))  # a count, never a value
-    row = "(" + ", ".join("?" * width) + ")"
+    # A column with one value in every row (the organisation, the batch, a column the file
+    # leaves empty) is bound once per statement as a numbered parameter, ?1 ... ?k: a
+    # council register's write binds half as many values.
+    constant = [j for j, cells in enumerate(values) if _is_constant(cells)][: width - 1]
+    varying = [j for j in range(width) if j not in constant]  # at least one
+    fixed = [values[j][0] for j in constant]
+    stride = len(varying)
+    flat: list[Any] = [None] * (count * stride)
+    for k, j in enumerate(varying):
+        flat[k::stride] = list(values[j])
+    per = int(max(1, min(_MAX_ROWS, (_MAX_PARAMETERS - len(constant)) // stride)))
     head = f'INSERT INTO "{table}" ({", ".join(names)}) VALUES '
+
+    def statement(rows: int) -> str:
+        slots: list[str] = [""] * width
+        for k, j in enumerate(constant):
+            slots[j] = f"?{k + 1}"
+        parts = []
+        number = len(constant)
+        for _ in range(rows):
+            for j in varying:
+                number += 1
+                slots[j] = f"?{number}"
+            parts.append("(" + ", ".join(slots) + ")")
+        return head + ", ".join(parts)
+
     full = count // per * per
-    step = per * width
+    step = per * stride
     if full:
         raw.executemany(
-            head + ", ".join([row] * per),
-            (flat[start : start + step] for start in range(0, full * width, step)),
+            statement(per),
+            (fixed + flat[start : start + step] for start in range(0, full * stride, step)),
         )
     if full < count:
-        raw.execute(head + ", ".join([row] * (count - full)), flat[full * width :])
+        raw.execute(statement(count - full), fixed + flat[full * stride :])
     return count
+
+
+def _is_constant(cells: Sequence[Any]) -> bool:
+    """Every cell equals the first and has its type (``1`` is not ``True``); in C loops."""
+    cells = cells if isinstance(cells, list) else list(cells)
+    first = cells[0]
+    return cells.count(first) == len(cells) and set(map(type, cells)) == {type(first)}
 
 
 def insert_rows(
