@@ -88,7 +88,10 @@ def insert(connection: Connection, frame: pd.DataFrame, source: str) -> None:
     if is_sqlite(connection):
         # Inserting in key order with a larger page cache keeps the primary-key B-tree
         # appends sequential: 2.6 million rows in seconds rather than tens of seconds.
-        order = np.argsort(codes.astype(str), kind="stable")
+        keys = codes.astype(str)
+        if not np.all(keys[1:] >= keys[:-1]):  # ONSPD is published in order: no sort
+            order = np.argsort(keys, kind="stable")
+            codes, easting, northing = codes[order], easting[order], northing[order]
         previous = raw.execute("PRAGMA cache_size").fetchone()[0]
         raw.execute(f"PRAGMA cache_size = {_BULK_CACHE_KIB}")
         try:
@@ -96,12 +99,7 @@ def insert(connection: Connection, frame: pd.DataFrame, source: str) -> None:
                 raw,
                 "postcode",
                 ("postcode", "easting", "northing", "source"),
-                (
-                    codes[order].tolist(),
-                    easting[order].tolist(),
-                    northing[order].tolist(),
-                    [source] * len(codes),
-                ),
+                (codes.tolist(), easting.tolist(), northing.tolist(), [source] * len(codes)),
             )
         finally:
             raw.execute(f"PRAGMA cache_size = {int(previous)}")
