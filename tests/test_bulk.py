@@ -13,7 +13,7 @@ import shapely
 from sqlalchemy import text
 
 import estates
-from estates.db import bulk, rtree
+from estates.db import bulk, rtree, store
 from estates.demo import demo_sites
 
 
@@ -219,3 +219,75 @@ def test_hilbert_order_walks_a_grid_one_cell_at_a_time() -> None:
     assert order[-2:].tolist() == [0, len(mixed) - 1]  # missing and empty last, in order
     walk = shapely.get_coordinates(mixed[order[:-2]])
     assert (np.abs(np.diff(walk, axis=0)).sum(axis=1) == 1).all()
+
+
+def test_hilbert_order_of_coordinates_is_that_of_the_points() -> None:
+    """The worker orders staged rows from eastings and northings; the writer, from points."""
+    rng = np.random.default_rng(4)
+    x, y = rng.uniform(300_000, 500_000, 2_000), rng.uniform(100_000, 600_000, 2_000)
+    x[::37] = np.nan  # unlocated sites
+    points = shapely.points(x, y)
+    points[np.isnan(x)] = None
+    assert rtree.hilbert_order_xy(x, y).tolist() == rtree.hilbert_order(points).tolist()
+
+
+def _staged_write(estate: estates.Estate, sites: gpd.GeoDataFrame, staged: object) -> list[str]:
+    """Write ``sites`` with ``staged`` rows in one batch; the rows the copy was asked for."""
+    copies: list[str] = []
+    original = store._copy_staged
+
+    def counted(raw, staged, start, batch_id, count):  # type: ignore[no-untyped-def]
+        copies.append(f"{count} from {start}")
+        return original(raw, staged, start, batch_id, count)
+
+    store._copy_staged = counted  # type: ignore[assignment]
+    try:
+        with estate.batch("test", "staged") as batch:
+            store.write_sites(batch.connection, sites, batch.id, staged=staged)  # type: ignore[arg-type]
+    finally:
+        store._copy_staged = original  # type: ignore[assignment]
+    return copies
+
+
+def test_staged_site_rows_store_exactly_what_binding_stores(tmp_path: Path) -> None:
+    """Rows bound in the read-ahead worker and copied in by INSERT ... SELECT are the rows,
+    ids, points, hashes and R-tree entries that binding them in the writer gives."""
+    from tests.test_reliability import table_checksums
+
+    sites = demo_sites(n_sites=3_000, seed=5)
+    sites.loc[sites.index[::50], "geometry"] = None  # unlocated
+    sites.loc[sites.index[1], "non_geographic"] = True
+    sites.loc[sites.index[2], "name"] = "Café ‘quoted’ = 1"
+    bound = estates.connect(tmp_path / "bound.gpkg")
+    with bound.batch("test", "staged") as batch:
+        store.write_sites(batch.connection, sites, batch.id)
+    copied = estates.connect(tmp_path / "copied.gpkg")
+    located = sites.geometry.notna().to_numpy()
+    x = np.where(located, sites.geometry.x.where(located), np.nan)
+    y = np.where(located, sites.geometry.y.where(located), np.nan)
+    staged = store.stage_sites(sites, x, y, store.site_hashes(sites))
+    assert _staged_write(copied, sites, staged) == ["3000 from 1"]
+    ours = {k: v for k, v in table_checksums(copied).items() if k != "load_batch"}
+    theirs = {k: v for k, v in table_checksums(bound).items() if k != "load_batch"}
+    assert ours == theirs and ours["site"].startswith("3000:")
+    with (
+        sqlite3.connect(tmp_path / "copied.gpkg") as con,
+        sqlite3.connect(tmp_path / "bound.gpkg") as ref,
+    ):
+        entries = "SELECT * FROM rtree_site_geom ORDER BY id"
+        assert con.execute(entries).fetchall() == ref.execute(entries).fetchall()
+        assert con.execute("SELECT rtreecheck('rtree_site_geom')").fetchone()[0] == "ok"
+    assert copied.check().ok
+
+
+def test_staged_rows_of_an_unknown_organisation_fail_the_write(tmp_path: Path) -> None:
+    """The copy joins organisations by code: a row it would drop fails the load instead."""
+    estate = estates.connect(tmp_path / "staged.gpkg")
+    sites = demo_sites(n_sites=30)
+    x, y = sites.geometry.x.to_numpy(), sites.geometry.y.to_numpy()
+    staged = store.stage_sites(sites, x, y, store.site_hashes(sites))
+    renamed = sites.copy()
+    renamed["organisation_code"] = "OTHER-" + renamed["organisation_code"]
+    with pytest.raises(RuntimeError, match="wrote 0 rows of 30"):
+        _staged_write(estate, renamed, staged)
+    assert estate.sites().empty  # the batch was rolled back

@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import OperationalError
 
-from estates.db import geopackage
+from estates.db import bulk, geopackage
 from estates.errors import DatabaseBusyError, DatabaseError
 from estates.settings import busy_timeout_seconds, display_url, redact
 
@@ -72,6 +72,9 @@ def _geopackage_engine(url: str) -> Engine:
         # insert into a national table's R-tree or indexes (measured: 10,000 new sites
         # into a 437,000-entry R-tree in 2.1 s; 1.3 s with 256 MB). Pages only as used.
         cursor.execute(f"PRAGMA cache_size = {PAGE_CACHE_KIB}")
+        # Rows built in the read-ahead worker are read from here (bulk.staged); SQLite
+        # allows no ATTACH inside the load's transaction, so it is attached now, empty.
+        cursor.execute(f"ATTACH DATABASE ':memory:' AS {bulk.STAGING_SCHEMA}")
         if cursor.execute("PRAGMA application_id").fetchone()[0] != geopackage.GPKG_APPLICATION_ID:
             geopackage.ensure_core(cursor)
         cursor.close()

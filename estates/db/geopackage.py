@@ -64,15 +64,8 @@ def encode(
     is_point = shapely.get_type_id(valid) == 0
     point_header = _header(srs_id, 0b00000001)
     if is_point.all() and not empty.any():  # a site layer: all blobs built at once in numpy
-        records = np.empty(len(idx), dtype=_POINT_BLOB)
-        records["magic"], records["version"], records["flags"] = b"GP", 0, 0b00000001
-        records["srs_id"], records["order"], records["type"] = srs_id, 1, 1
         xy = shapely.get_coordinates(valid)
-        records["x"], records["y"] = xy[:, 0], xy[:, 1]
-        data = records.tobytes()
-        size = _POINT_BLOB.itemsize
-        for k, position in enumerate(idx.tolist()):
-            out[position] = data[k * size : (k + 1) * size]
+        _point_blobs(out, idx, xy[:, 0], xy[:, 1], srs_id)
         return out
     wkb = shapely.to_wkb(valid, byte_order=1, flavor="iso", include_srid=False)
     bounds = shapely.bounds(valid)
@@ -87,6 +80,29 @@ def encode(
             minx, miny, maxx, maxy = bounds[k]
             out[i] = envelope_header + struct.pack("<4d", minx, maxx, miny, maxy) + wkb[k]
     return out
+
+
+def encode_points(x: np.ndarray, y: np.ndarray, srs_id: int) -> list[bytes | None]:
+    """:func:`encode` of points given as coordinates (NaN: no point, ``None``)."""
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    out: list[bytes | None] = [None] * len(x)
+    idx = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
+    _point_blobs(out, idx, x[idx], y[idx], srs_id)
+    return out
+
+
+def _point_blobs(
+    out: list[bytes | None], idx: np.ndarray, x: np.ndarray, y: np.ndarray, srs_id: int
+) -> None:
+    records = np.empty(len(idx), dtype=_POINT_BLOB)
+    records["magic"], records["version"], records["flags"] = b"GP", 0, 0b00000001
+    records["srs_id"], records["order"], records["type"] = srs_id, 1, 1
+    records["x"], records["y"] = x, y
+    data = records.tobytes()
+    size = _POINT_BLOB.itemsize
+    for k, position in enumerate(idx.tolist()):
+        out[position] = data[k * size : (k + 1) * size]
 
 
 def wkb_offset(blob: bytes) -> int:

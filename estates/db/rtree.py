@@ -292,10 +292,24 @@ def hilbert_order(geoms: np.ndarray, bits: int = 16) -> np.ndarray:
     if len(located) == 0:
         return np.arange(len(geoms))
     found = geoms[located]
-    if (shapely.get_type_id(found) == 0).all():  # points are their own centres
+    if (shapely.get_type_id(found) == 0).all():  # points: their own centres
         centre = shapely.get_coordinates(found)
     else:
         centre = shapely.get_coordinates(shapely.centroid(found))
+    return _hilbert_sorted(located, centre, len(geoms), bits)
+
+
+def hilbert_order_xy(x: np.ndarray, y: np.ndarray, bits: int = 16) -> np.ndarray:
+    """:func:`hilbert_order` of points given as coordinates (NaN: unlocated)."""
+    x = np.asarray(x, dtype="float64")
+    y = np.asarray(y, dtype="float64")
+    located = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
+    if len(located) == 0:
+        return np.arange(len(x))
+    return _hilbert_sorted(located, np.column_stack([x[located], y[located]]), len(x), bits)
+
+
+def _hilbert_sorted(located: np.ndarray, centre: np.ndarray, n: int, bits: int) -> np.ndarray:
     side = np.uint64((1 << bits) - 1)
     lo, hi = centre.min(axis=0), centre.max(axis=0)
     scaled = (centre - lo) / np.where(hi > lo, hi - lo, 1.0) * float(side)
@@ -313,5 +327,5 @@ def hilbert_order(geoms: np.ndarray, bits: int = 16) -> np.ndarray:
         swap = ~ry
         x, y = np.where(swap, y, x), np.where(swap, x, y)
         s = np.uint64(int(s) >> 1)
-    rest = np.setdiff1d(np.arange(len(geoms)), located, assume_unique=True)
+    rest = np.setdiff1d(np.arange(n), located, assume_unique=True)
     return np.concatenate([located[np.argsort(d, kind="stable")], rest])

@@ -79,6 +79,33 @@ class WriteResult:
     site_ids: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class StagedSites:
+    """A frame's site rows as :func:`write_sites` inserts them when all are new, built
+    where the frame was prepared (:func:`stage_sites`)."""
+
+    image: bytes  # a bulk.stage_image: organisation_code, SITE_FIELDS, content_hash, geom
+    order: np.ndarray  # the frame's rows in the order staged (Hilbert; see _insert_sites)
+
+
+def stage_sites(
+    frame: pd.DataFrame, easting: np.ndarray, northing: np.ndarray, hashes: np.ndarray
+) -> StagedSites:
+    """The sites of ``frame`` at points ``easting``, ``northing`` (EPSG:27700, NaN for
+    none) typed, ordered and bound as :func:`write_sites` would insert them (``hashes``:
+    their :func:`site_hashes`), so the writer binds none of them."""
+    frame = _site_columns(frame)
+    order = rtree.hilbert_order_xy(easting, northing)
+    frame = frame.iloc[order]
+    columns = ["organisation_code", *SITE_FIELDS]
+    values = [
+        *(_column_values(frame[c]) for c in columns),
+        np.asarray(hashes, dtype=object)[order].tolist(),
+        geopackage.encode_points(easting[order], northing[order], WORKING_EPSG),
+    ]
+    return StagedSites(bulk.stage_image([*columns, "content_hash", "geom"], values), order)
+
+
 def is_sqlite(connection: Connection) -> bool:
     return connection.dialect.name == "sqlite"
 
@@ -227,9 +254,12 @@ def _site_hashes(frame: pd.DataFrame, geoms: np.ndarray) -> np.ndarray:
     return content_hash(frame, ["organisation_code", *SITE_FIELDS], geoms).to_numpy(dtype=object)
 
 
-def _site_columns(sites: gpd.GeoDataFrame) -> pd.DataFrame:
+def _site_columns(sites: pd.DataFrame) -> pd.DataFrame:
     """The frame's columns without the geometry, every site field present and typed."""
-    frame = pd.DataFrame(sites.drop(columns=sites.geometry.name))
+    if isinstance(sites, gpd.GeoDataFrame):
+        frame = pd.DataFrame(sites.drop(columns=sites.geometry.name))
+    else:
+        frame = sites.copy()
     for column in SITE_FIELDS:
         if column not in frame:
             frame[column] = None
@@ -246,13 +276,15 @@ def write_sites(
     batch_id: int | None,
     *,
     hashes: np.ndarray | None = None,
+    staged: StagedSites | None = None,
 ) -> WriteResult:
     """Insert new sites, update changed ones, leave identical ones alone; record changes.
 
     ``sites`` has the canonical columns (:data:`SITE_FIELDS`, the organisation fields and a
     point ``geometry`` in EPSG:27700, missing for unlocated sites). ``source_key`` must be
     unique within the frame. ``hashes`` are :func:`site_hashes` of the frame, if already
-    computed.
+    computed; ``staged``, its :func:`stage_sites` (with the same hashes), is copied in
+    when every site is new (a first load) on a GeoPackage.
     """
     require_working_crs(sites, "the site frame")
     if sites["source_key"].duplicated().any():
@@ -299,7 +331,13 @@ def write_sites(
         _update_sites(connection, frame.loc[is_changed], geoms[is_changed], changed_ids, columns)
         _record_changes(connection, batch_id, before, frame.loc[is_changed], changed_ids)
     if is_new.any():
-        new_ids = _insert_sites(connection, frame.loc[is_new], geoms[is_new], columns)
+        new_ids = _insert_sites(
+            connection,
+            frame.loc[is_new],
+            geoms[is_new],
+            columns,
+            staged=staged if is_new.all() else None,
+        )
         ids[is_new] = new_ids
         if batch_id is not None:
             bulk.insert_rows(
@@ -418,7 +456,12 @@ def fetch_columns(
 
 
 def _insert_sites(
-    connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
+    connection: Connection,
+    frame: pd.DataFrame,
+    geoms: np.ndarray,
+    columns: list[str],
+    *,
+    staged: StagedSites | None = None,
 ) -> np.ndarray:
     """Insert new sites; returns their ids, aligned with ``frame``.
 
@@ -428,16 +471,24 @@ def _insert_sites(
     a 147,000-site register 25% slower to write (with the 64 MB page cache; twice as slow
     with SQLite's default 2 MB).
     """
-    order = rtree.hilbert_order(geoms)
+    raw = connection.connection.driver_connection
+    if staged is not None and (len(staged.order) != len(frame) or not bulk.can_stage(raw)):
+        log.debug("staged sites not used: %d staged for %d new", len(staged.order), len(frame))
+        staged = None
+    order = rtree.hilbert_order(geoms) if staged is None else staged.order
     ids_in_frame_order = np.empty(len(frame), dtype=np.int64)
     ids_in_frame_order[order] = _insert_in_order(
-        connection, frame.iloc[order], geoms[order], columns
+        connection, frame.iloc[order], geoms[order], columns, staged
     )
     return ids_in_frame_order
 
 
 def _insert_in_order(
-    connection: Connection, frame: pd.DataFrame, geoms: np.ndarray, columns: list[str]
+    connection: Connection,
+    frame: pd.DataFrame,
+    geoms: np.ndarray,
+    columns: list[str],
+    staged: StagedSites | None,
 ) -> np.ndarray:
     if is_sqlite(connection):
         # Never an id used before (an undone load's sites are gone from ``site`` but not
@@ -452,19 +503,21 @@ def _insert_in_order(
             + 1
         )
         ids = np.arange(start, start + len(frame), dtype=np.int64)
-        values = [
-            ids.tolist(),
-            *(_column_values(frame[c]) for c in columns),
-            geopackage.encode(geoms, WORKING_EPSG),
-        ]
-        _sqlite_write_with_rtree(
-            connection,
-            "site",
-            lambda raw: bulk.insert_columns(raw, "site", ["id", *columns, "geom"], values),
-            ids,
-            geoms,
-            new=True,
-        )
+
+        def insert(raw: sqlite3.Connection) -> None:
+            if staged is not None:
+                batch_ids = frame["batch_id"].unique().tolist()
+                assert len(batch_ids) == 1, "one batch per write"
+                _copy_staged(raw, staged, start, batch_ids[0], len(frame))
+                return
+            values = [
+                ids.tolist(),
+                *(_column_values(frame[c]) for c in columns),
+                geopackage.encode(geoms, WORKING_EPSG),
+            ]
+            bulk.insert_columns(raw, "site", ["id", *columns, "geom"], values)
+
+        _sqlite_write_with_rtree(connection, "site", insert, ids, geoms, new=True)
         return ids
     staging = _pg_stage(connection, frame, geoms, columns)
     inserted = connection.execute(
@@ -503,6 +556,22 @@ def _update_sites(
             f"UPDATE site SET {sets}, geom = s.geom FROM {staging} s WHERE site.source_key = s.source_key"
         )
     )
+
+
+def _copy_staged(
+    raw: sqlite3.Connection, staged: StagedSites, start: int, batch_id: Any, count: int
+) -> None:
+    """Insert the staged rows with ids ``start``, ``start + 1``, ... in staged order."""
+    names = [*SITE_FIELDS, "content_hash"]
+    with bulk.staged(raw, staged.image) as table:
+        inserted = raw.execute(
+            f"INSERT INTO site (id, organisation_id, {', '.join(names)}, batch_id, geom) "
+            f"SELECT :start + s.ord, o.id, {', '.join(f's.{c}' for c in names)}, :batch, s.geom "
+            f"FROM {table} s JOIN organisation o ON o.code = s.organisation_code ORDER BY s.ord",
+            {"start": int(start), "batch": None if pd.isna(batch_id) else int(batch_id)},
+        ).rowcount
+    if inserted != count:  # a row whose organisation is missing: never silently dropped
+        raise RuntimeError(f"staged site insert wrote {inserted} rows of {count}")
 
 
 def _sqlite_write_with_rtree(
@@ -709,7 +778,7 @@ def _read_sites(
         connection, "SELECT id, code, name, sector FROM organisation ORDER BY id"
     )
     of_site = pd.Index(organisations.pop("id").astype(np.int64)).get_indexer(
-        columns.pop("organisation_id").astype(np.int64)
+        pd.Index(columns.pop("organisation_id").astype(np.int64))
     )
     fields = dict(zip(ORGANISATION_FIELDS, organisations.values(), strict=True))
     columns = {

@@ -10,7 +10,11 @@ writes' time plus the first file's read, not the sum of all.
 The worker also prepares each site file once the files before it that change the
 postcode or boundary tables are written: it locates rows by postcode, hashes them and
 finds their footprints through a read-only connection (GeoPackage estates; a PostGIS
-estate prepares here), leaving this process only the writes.
+estate prepares here), leaving this process only the writes. Then, unless this process
+is already waiting for that file, it binds the sites into rows ready to copy
+(:func:`estates.db.store.stage_sites`): on a first load the writer inserts a 147,000-site
+register with one ``INSERT ... SELECT`` (3.6 s instead of 7.3 s), and a national load
+takes 40 s instead of 44 s.
 
 Each file is still its own load batch, exactly as its loader alone would write it.
 """
@@ -36,7 +40,7 @@ from sqlalchemy.engine import Connection
 from estates.db.engine import geopackage_reader
 from estates.errors import ConfigurationError
 from estates.ingest import boundaries, council, eric, points, postcodes
-from estates.ingest._sites import PreparedSites, prepare_sites
+from estates.ingest._sites import PreparedSites, prepare_sites, stage
 from estates.ingest.report import LoadReport, progress_bar
 
 if TYPE_CHECKING:
@@ -260,7 +264,7 @@ def load_sources(
             if i in reads:
                 reads.pop(i).result()  # the read's error, if it failed
                 assert i not in waiting  # its dependency, before i - 1, is written
-                parsed = ahead.pop(i).result()
+                parsed = pool.result(i, ahead.pop(i))
             else:
                 parsed = loader.read(source.path, source.options)
             bar.update(1)
@@ -305,8 +309,16 @@ def _prepare(i: int, name: str, database: str) -> Any:
     engine = geopackage_reader(database)
     try:
         with engine.connect() as connection:
-            parsed.prepared = loader.prepare(connection, parsed)
-        log.debug("file %d: sites prepared in the read-ahead worker", i + 1)
+            prepared = loader.prepare(connection, parsed)
+        # Staging moves the writer's binding here (about 3 s per 150,000 sites), worth it
+        # only while the writer is busy with an earlier file, not waiting for this one.
+        staged = _parent_waits_for is None or _parent_waits_for.value != i
+        if staged:
+            stage(prepared)
+        parsed.prepared = prepared
+        log.debug(
+            "file %d: sites prepared%s in the read-ahead worker", i + 1, " and staged" * staged
+        )
     except Exception as error:  # the parent prepares it instead
         log.warning("file %d: preparing in the main process instead: %s", i + 1, error)
     finally:
@@ -333,7 +345,7 @@ def _checked(estate: Estate, source: Source) -> tuple[Source, _Loader]:
 
 
 @contextmanager
-def _read_worker() -> Iterator[ProcessPoolExecutor]:
+def _read_worker() -> Iterator[_Worker]:
     """One worker process for reading, its log records handled here, shut down on exit.
 
     Start method ``spawn``, deliberately: ``fork`` would start faster, but the child
@@ -352,11 +364,15 @@ def _read_worker() -> Iterator[ProcessPoolExecutor]:
     records: multiprocessing.queues.Queue[logging.LogRecord] = context.Queue()
     listener = logging.handlers.QueueListener(records, _Relay())
     listener.start()
+    waits_for = context.RawValue("i", -1)
     pool = ProcessPoolExecutor(
-        max_workers=1, mp_context=context, initializer=_start_worker, initargs=(records,)
+        max_workers=1,
+        mp_context=context,
+        initializer=_start_worker,
+        initargs=(records, waits_for),
     )
     try:
-        yield pool
+        yield _Worker(pool, waits_for)
     finally:
         # Waits for a read in progress (after an error its result is dropped), then for
         # the worker to exit: no process is left behind.
@@ -366,9 +382,35 @@ def _read_worker() -> Iterator[ProcessPoolExecutor]:
         records.join_thread()
 
 
-def _start_worker(records: multiprocessing.queues.Queue[logging.LogRecord]) -> None:
+@dataclass
+class _Worker:
+    """The read-ahead pool and the file this process waits for (-1: none), which the
+    worker reads to decide whether to stage a prepared file (see :func:`_prepare`)."""
+
+    pool: ProcessPoolExecutor
+    waits_for: Any  # a shared C int
+
+    def submit(self, *args: Any) -> Future[Any]:
+        return self.pool.submit(*args)
+
+    def result(self, i: int, future: Future[Any]) -> Any:
+        """File ``i``'s job result, telling the worker while this process waits for it."""
+        self.waits_for.value = i
+        try:
+            return future.result()
+        finally:
+            self.waits_for.value = -1
+
+
+#: In the worker: the parent's _Worker.waits_for.
+_parent_waits_for: Any = None
+
+
+def _start_worker(records: multiprocessing.queues.Queue[logging.LogRecord], waits_for: Any) -> None:
     """In the worker: every ``estates`` log record goes to the parent (which filters),
     and Ctrl-C is left to the parent, which stops the load and then shuts this down."""
+    global _parent_waits_for
+    _parent_waits_for = waits_for
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logger = logging.getLogger("estates")
     logger.addHandler(logging.handlers.QueueHandler(records))
