@@ -302,6 +302,8 @@ TRUSTED_PARAMETERS = frozenset(
         ("estates/db/rtree.py", "put", "name"),
         ("estates/db/rtree.py", "rebuild", "name"),
         ("estates/db/rtree.py", "read_entries", "name"),
+        # Checked at run time: identifiers only, and written double-quoted.
+        ("estates/db/bulk.py", "stage_image", "columns"),
     }
 )
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
 import estates
+from estates.db import store
 from estates.demo import demo_sites
 
 
@@ -102,3 +104,30 @@ def test_repeated_texts_are_read_as_one_object(estate: estates.Estate) -> None:
     kind = got["kind"].tolist()
     assert kind == [None if i < 500 else ["Clinic", "Depot"][i % 2] for i in range(n)]
     assert len({id(v) for v in kind if v is not None}) == 2
+
+
+def test_content_hash_is_pandas_hash_of_the_typed_cells_in_hex() -> None:
+    """The hash stored with every site: text as text (other objects as their text), numbers
+    as numbers, missing alike; 16 hex digits. Loads compare it with hashes stored earlier,
+    so its value must not drift with how it is computed."""
+    frame = pd.DataFrame(
+        {
+            "text": ["a", None, "é", "a"],
+            "mixed": [1, "1", None, 2.5],  # objects that are not text are hashed as text
+            "empty": [None] * 4,
+            "number": [1.0, np.nan, 3.0, 1.0],
+        }
+    )
+    expected_table = pd.DataFrame(
+        {
+            "text": pd.Series(["a", None, "é", "a"], dtype=object),
+            "mixed": pd.Series(["1", "1", None, "2.5"], dtype=object),
+            "empty": pd.Series([None] * 4, dtype=object),
+            "number": frame["number"].to_numpy(),
+        }
+    )
+    hashed = pd.util.hash_pandas_object(expected_table, index=False, categorize=False)
+    expected = [format(h, "016x") for h in hashed.tolist()]
+    got = store.content_hash(frame, list(frame.columns))
+    assert got.tolist() == expected and got.index.equals(frame.index)
+    assert all(type(h) is str and len(h) == 16 for h in got)
