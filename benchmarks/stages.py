@@ -324,7 +324,7 @@ def end_to_end(params: dict[str, Any]) -> dict[str, Any]:
 
     from estates.ingest import Source, load_sources
     from estates.maps import save_map, sites_map
-    from estates.pipeline import run_colocation, run_flags
+    from estates.pipeline import run_flags_and_colocation
 
     if os.path.exists(params["db"]):
         os.remove(params["db"])
@@ -361,12 +361,9 @@ def end_to_end(params: dict[str, Any]) -> dict[str, Any]:
     split.update(
         {n: round(r.elapsed_s, 2) for n, r in zip([*names, "eric", "points"], reports, strict=True)}
     )
-    flags_run = step("flags", lambda: run_flags(estate))
-    # As `estates map` does: the flag run's sites, not a second read of the site table.
-    coloc = step(
-        "colocation",
-        lambda: run_colocation(estate, distance_m=800.0, sites=flags_run.sites),
-    )
+    # As `estates map` does: one read of the site table; co-location found in a forked
+    # process while the flags are computed and stored here.
+    _, coloc = step("flags_colocation", lambda: run_flags_and_colocation(estate, distance_m=800.0))
     sites = coloc.sites
     out = Path(params["folder"]) / "national_summary.html"
     info = step(

@@ -37,6 +37,7 @@ from estates.db import boundaries as db_boundaries
 from estates.db import runs, store
 from estates.errors import NotFoundError
 from estates.estate import Estate
+from estates.parallel import forked
 from estates.settings import WORKING_CRS
 
 log = logging.getLogger(__name__)
@@ -184,11 +185,8 @@ def _store_run(
     footprint: str | None,
     period: str | None,
     parameters: dict[str, Any],
-    sites: pd.DataFrame,
-    value_columns: list[str],
     summary: dict[str, Any],
-    roles: list[str | None] | None = None,
-    layers: dict[str, tuple[gpd.GeoDataFrame, str | None]] | None = None,
+    results: runs.EncodedResults,
 ) -> int:
     with estate.write() as connection:
         run_id = runs.create_run(
@@ -200,9 +198,7 @@ def _store_run(
             code_version=_version(),
         )
         summary["run_id"] = run_id
-        runs.write_site_results(connection, run_id, sites, value_columns, roles=roles)
-        for layer, (frame, key) in (layers or {}).items():
-            runs.write_features(connection, run_id, layer, frame, key)
+        runs.write_results(connection, run_id, results)
         runs.set_summary(connection, run_id, summary)
     return run_id
 
@@ -248,6 +244,17 @@ def run_flags(
     started = time.perf_counter()
     settings = settings or load_settings()
     sites = _sites(estate, footprint, period)
+    return _flag_run(estate, sites, footprint, period, settings, started)
+
+
+def _flag_run(
+    estate: Estate,
+    sites: gpd.GeoDataFrame,
+    footprint: str | None,
+    period: str | None,
+    settings: AnalysisSettings,
+    started: float,
+) -> FlagRun:
     peers = _peers(estate, footprint, period, settings)
     flagged = flag_sites(sites, settings, peers=peers)
     summary = {
@@ -272,9 +279,8 @@ def run_flags(
         footprint=footprint,
         period=period,
         parameters=settings.to_dict(),
-        sites=flagged,
-        value_columns=columns,
         summary=summary,
+        results=runs.encode_results(flagged, columns),
     )
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     return FlagRun(run_id, flagged, summary)
@@ -330,6 +336,27 @@ def run_colocation(
     started = time.perf_counter()
     if sites is None:
         sites = _sites(estate, footprint, period)
+    found = _colocation(sites, distance_m, footprint, period)
+    return _store_colocation(estate, found, sites, started)
+
+
+@dataclass
+class _Colocated:
+    """Co-location results, encoded to store (:func:`_colocation`)."""
+
+    cluster_id: pd.arrays.IntegerArray  # per site of the input, <NA> outside clusters
+    clusters: gpd.GeoDataFrame
+    summary: dict[str, Any]
+    results: runs.EncodedResults
+    parameters: dict[str, Any]
+    footprint: str | None
+    period: str | None
+
+
+def _colocation(
+    sites: gpd.GeoDataFrame, distance_m: float, footprint: str | None, period: str | None
+) -> _Colocated:
+    """Everything of a co-location run but the write: no database, so it can run anywhere."""
     located, clusters = colocate(sites, distance_m)
     summary = {
         "kind": "colocation",
@@ -338,24 +365,64 @@ def run_colocation(
         **colocation_summary(located, clusters, distance_m),
     }
     columns = [*IDENTITY, "spare_m2", "cluster_id"]
-    run_id = _store_run(
-        estate,
-        kind="colocation",
-        footprint=footprint,
-        period=period,
+    # Only this run's columns: sites handed over from a flag run keep their flags out of
+    # the co-location run's stored results.
+    stored = located[[c for c in ("site_id", *columns) if c in located]]
+    return _Colocated(
+        cluster_id=located["cluster_id"].array,
+        clusters=clusters,
+        summary=summary,
+        results=runs.encode_results(stored, columns, layers={"clusters": (clusters, "cluster_id")}),
         parameters={
             "distance_m": distance_m,
             "definition": "connected components, >= 2 organisations",
         },
-        # Only this run's columns: sites handed over from a flag run keep their flags
-        # out of the co-location run's stored results.
-        sites=located[[c for c in ("site_id", *columns) if c in located]],
-        value_columns=columns,
-        summary=summary,
-        layers={"clusters": (clusters, "cluster_id")},
+        footprint=footprint,
+        period=period,
     )
-    summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    return ColocationRun(run_id, located, clusters, summary)
+
+
+def _store_colocation(
+    estate: Estate, found: _Colocated, sites: gpd.GeoDataFrame, started: float
+) -> ColocationRun:
+    """Store a :func:`_colocation` result; the run's sites are ``sites`` with ``cluster_id``."""
+    run_id = _store_run(
+        estate,
+        kind="colocation",
+        footprint=found.footprint,
+        period=found.period,
+        parameters=found.parameters,
+        summary=found.summary,
+        results=found.results,
+    )
+    located = sites.copy(deep=False)
+    located["cluster_id"] = pd.Series(found.cluster_id, index=sites.index)
+    found.summary["elapsed_s"] = round(time.perf_counter() - started, 3)
+    return ColocationRun(run_id, located, found.clusters, found.summary)
+
+
+def run_flags_and_colocation(
+    estate: Estate,
+    *,
+    footprint: str | None = None,
+    period: str | None = None,
+    distance_m: float = DEFAULT_DISTANCE_M,
+    settings: AnalysisSettings | None = None,
+) -> tuple[FlagRun, ColocationRun]:
+    """:func:`run_flags`, then :func:`run_colocation` of its sites, on one read of them.
+
+    The same two runs, results and run ids (flags first) as calling the two in turn. On
+    Linux the co-location is found and encoded in a forked process (which shares the
+    sites read here, and never touches the database) while the flags are computed and
+    stored here: on two cores the pair takes about the longer of the two, not the sum.
+    """
+    started = time.perf_counter()
+    settings = settings or load_settings()
+    sites = _sites(estate, footprint, period)
+    with forked(_colocation, sites, distance_m, footprint, period) as colocation:
+        flags = _flag_run(estate, sites, footprint, period, settings, started)
+        found = colocation()
+    return flags, _store_colocation(estate, found, flags.sites, time.perf_counter())
 
 
 # --- pooling -----------------------------------------------------------------------------
@@ -449,11 +516,13 @@ def run_pooling(
         footprint=footprint,
         period=period,
         parameters=parameters,
-        sites=scenario.sites,
-        value_columns=site_columns,
         summary=summary,
-        roles=scenario.sites["role"].tolist(),
-        layers={"flows": (flows, "key"), "access": (access, "key")},
+        results=runs.encode_results(
+            scenario.sites,
+            site_columns,
+            roles=scenario.sites["role"].tolist(),
+            layers={"flows": (flows, "key"), "access": (access, "key")},
+        ),
     )
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     return PoolingRun(run_id, scenario, summary)
@@ -496,9 +565,8 @@ def run_sensitivity(
         footprint=footprint,
         period=period,
         parameters=settings.to_dict(),
-        sites=frame,
-        value_columns=value_columns,
         summary=summary,
+        results=runs.encode_results(frame, value_columns),
     )
     summary["elapsed_s"] = round(time.perf_counter() - started, 3)
     return SensitivityRun(run_id, frame, summary)

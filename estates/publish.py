@@ -53,8 +53,7 @@ def sites_map_frames(
     if run_id is not None:
         run = pipeline.load_run(estate, run_id)
         return run.sites, run.layers.get("clusters"), run.footprint, {"runs": {"run": run.run_id}}
-    flags = pipeline.run_flags(estate, footprint=footprint, period=period)
-    coloc = pipeline.run_colocation(estate, footprint=footprint, period=period, sites=flags.sites)
+    flags, coloc = pipeline.run_flags_and_colocation(estate, footprint=footprint, period=period)
     runs = {"flags_run": flags.run_id, "colocation_run": coloc.run_id}
     return (
         coloc.sites,

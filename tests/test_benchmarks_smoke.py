@@ -56,7 +56,7 @@ def test_every_stage_runs(tiny: dict[str, str]) -> None:
     assert box["rows"] == box["query_rows"] == box["rtree_rows"]
     assert results["e2e"]["sites"] > 0 and set(results["e2e"]["split_s"]) >= {
         "postcodes",
-        "flags",
+        "flags_colocation",
         "map",
     }
     for result in results.values():

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import time
+
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
 import estates
+from estates import parallel
 from estates.analysis.flags import FLAG_NAMES
 from estates.analysis.settings import load_settings
+from estates.errors import NotFoundError
 from estates.ingest import load_boundaries, load_council, load_eric, load_points, load_postcodes
+from estates.parallel import forked
 from estates.pipeline import (
     latest_run,
     load_run,
     run_colocation,
     run_flags,
+    run_flags_and_colocation,
     run_pooling,
     run_sensitivity,
 )
@@ -138,3 +146,76 @@ def test_unknown_footprint_and_run_say_what_exists(estate: estates.Estate) -> No
         load_run(estate, 12345)
     with pytest.raises(LookupError, match="no analysis run"):
         latest_run(estate)
+
+
+def _stored(estate: estates.Estate, run_id: int) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    run = load_run(estate, run_id)
+    layers = {k: pd.DataFrame(v).drop(columns="geometry") for k, v in run.layers.items()}
+    return pd.DataFrame(run.sites), layers
+
+
+def test_flags_and_colocation_together_are_the_two_runs_in_turn(estate: estates.Estate) -> None:
+    """One read of the sites, co-location in a forked process: the same runs, results,
+    cluster ids and run order as run_flags then run_colocation of its sites."""
+    load_eric(estate, shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv"))
+    load_council(
+        estate, shared_file("trafford_council_assets/trafford_land_and_building_assets.csv")
+    )
+    load_points(
+        estate,
+        shared_file("nhs_tu_asset_mapping/gp_practices_geo.csv"),
+        organisation="gp-practices",
+        sector="nhs",
+    )
+    flags = run_flags(estate)
+    coloc = run_colocation(estate, distance_m=800.0, sites=flags.sites)
+    both = run_flags_and_colocation(estate, distance_m=800.0)
+    assert [r.run_id for r in both] == [coloc.run_id + 1, coloc.run_id + 2]
+    assert (load_run(estate, both[0].run_id).kind, load_run(estate, both[1].run_id).kind) == (
+        "flags",
+        "colocation",
+    )
+    assert coloc.clusters["n_sites"].sum() > 50  # a real test: many sites in clusters
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(both[1].sites.drop(columns="geometry")),
+        pd.DataFrame(coloc.sites.drop(columns="geometry")),
+    )
+    assert both[1].sites.geometry.equals(coloc.sites.geometry)
+    pd.testing.assert_frame_equal(both[1].clusters, coloc.clusters)
+    for ours, theirs in ((both[0], flags), (both[1], coloc)):
+        ignore = ("run_id", "elapsed_s")
+        assert {k: v for k, v in ours.summary.items() if k not in ignore} == {
+            k: v for k, v in theirs.summary.items() if k not in ignore
+        }
+        (our_sites, our_layers), (their_sites, their_layers) = (
+            _stored(estate, ours.run_id),
+            _stored(estate, theirs.run_id),
+        )
+        pd.testing.assert_frame_equal(our_sites, their_sites)
+        assert our_layers.keys() == their_layers.keys()
+        for name, frame in our_layers.items():
+            pd.testing.assert_frame_equal(frame, their_layers[name])
+
+
+def test_a_forked_computation_returns_its_result_or_raises_its_error() -> None:
+    """The child shares the parent's memory; results and errors come back through a pipe."""
+    big = np.arange(2_000_000)  # not pickled to the child: shared by the fork
+
+    def total(scale: int) -> int:
+        return int(big.sum()) * scale
+
+    def fails() -> None:
+        raise NotFoundError("no such footprint 'X'")
+
+    def exits() -> None:
+        os._exit(3)
+
+    with forked(total, 2) as result:
+        assert result() == int(big.sum()) * 2
+    with forked(fails) as result, pytest.raises(NotFoundError, match="no such footprint"):
+        result()
+    if parallel.CAN_FORK:
+        with forked(exits) as result, pytest.raises(parallel.ForkedCallError, match="code 3"):
+            result()
+    with pytest.raises(ValueError, match="the block failed"), forked(time.sleep, 30):
+        raise ValueError("the block failed")  # the child is stopped, not waited for

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,6 +96,80 @@ def set_summary(connection: Connection, run_id: int, summary: Mapping[str, Any])
     )
 
 
+@dataclass
+class EncodedResults:
+    """A run's per-site results and feature layers as they are written: the CPU-heavy part
+    of storing a run (:func:`encode_results`), which needs no database, so another process
+    can do it while this one writes something else (:func:`write_results`)."""
+
+    sites: int
+    data: bytes  # the per-site frame, columnar.encode_frame
+    #: Per layer: each feature's key, JSON values and geometry (EPSG:27700).
+    layers: dict[str, tuple[list[str | None], list[str], np.ndarray]] = field(default_factory=dict)
+
+
+def encode_results(
+    sites: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    roles: Sequence[str | None] | None = None,
+    layers: Mapping[str, tuple[gpd.GeoDataFrame, str | None]] | None = None,
+) -> EncodedResults:
+    """Per-site results (``site_id``, ``columns``, ``role``) and layers, encoded to write.
+
+    Names in ``columns`` that ``sites`` lacks are skipped. A national run (500,000 sites,
+    fifty columns) is one blob of about 12 MB, encoded in about 3 s. ``layers``: per
+    layer name, the features and the column that keys them (None: their position).
+    """
+    names = [c for c in dict.fromkeys(columns) if c in sites and c not in ("site_id", "role")]
+    frame = pd.DataFrame({"site_id": sites["site_id"].to_numpy(dtype="int64")}, index=sites.index)
+    frame = pd.concat([frame, pd.DataFrame(sites[names])], axis=1)
+    frame["role"] = pd.Series(
+        list(roles) if roles is not None else [None] * len(sites), index=sites.index, dtype=object
+    )
+    encoded = EncodedResults(len(frame), columnar.encode_frame(frame.reset_index(drop=True)))
+    for layer, (features, key_column) in (layers or {}).items():
+        if len(features):
+            encoded.layers[layer] = _feature_values(features, key_column)
+    return encoded
+
+
+def _feature_values(
+    frame: gpd.GeoDataFrame, key_column: str | None
+) -> tuple[list[str | None], list[str], np.ndarray]:
+    attributes = pd.DataFrame(frame.drop(columns=frame.geometry.name))
+    keys: list[str | None] = (
+        [None if k is None else str(k) for k in attributes[key_column].tolist()]
+        if key_column
+        else [str(i) for i in range(len(frame))]
+    )
+    values = [_json_dump(record) for record in attributes.to_dict(orient="records")]
+    return keys, values, np.asarray(frame.geometry.values, dtype=object)
+
+
+def write_results(connection: Connection, run_id: int, encoded: EncodedResults) -> None:
+    """Store :func:`encode_results` output as run ``run_id``'s results, in the open transaction."""
+    connection.execute(
+        text("INSERT INTO run_result (run_id, sites, data) VALUES (:run_id, :sites, :data)"),
+        {"run_id": int(run_id), "sites": encoded.sites, "data": encoded.data},
+    )
+    for layer, (keys, values, geoms) in encoded.layers.items():
+        rows = [
+            {"run_id": int(run_id), "layer": layer, "key": key, "values": value, "geom": geom}
+            for key, value, geom in zip(
+                keys, values, encode_geometries(connection, geoms), strict=True
+            )
+        ]
+        connection.execute(
+            text(
+                'INSERT INTO analysis_feature (run_id, layer, key, "values", geom) VALUES '
+                f"(:run_id, :layer, :key, {_json_param(connection, 'values')}, "
+                f"{geom_param(connection)})"
+            ),
+            rows,
+        )
+
+
 def write_site_results(
     connection: Connection,
     run_id: int,
@@ -103,60 +178,10 @@ def write_site_results(
     *,
     roles: Sequence[str | None] | None = None,
 ) -> int:
-    """Store a run's per-site results: ``site_id``, ``columns`` and ``role``; the count.
-
-    Names in ``columns`` that ``sites`` lacks are skipped. A national run (500,000 sites,
-    fifty columns) is one blob of about 12 MB, encoded in about 3 s.
-    """
-    names = [c for c in dict.fromkeys(columns) if c in sites and c not in ("site_id", "role")]
-    frame = pd.DataFrame({"site_id": sites["site_id"].to_numpy(dtype="int64")}, index=sites.index)
-    frame = pd.concat([frame, pd.DataFrame(sites[names])], axis=1)
-    frame["role"] = pd.Series(
-        list(roles) if roles is not None else [None] * len(sites), index=sites.index, dtype=object
-    )
-    connection.execute(
-        text("INSERT INTO run_result (run_id, sites, data) VALUES (:run_id, :sites, :data)"),
-        {
-            "run_id": int(run_id),
-            "sites": len(frame),
-            "data": columnar.encode_frame(frame.reset_index(drop=True)),
-        },
-    )
-    return len(frame)
-
-
-def write_features(
-    connection: Connection,
-    run_id: int,
-    layer: str,
-    frame: gpd.GeoDataFrame,
-    key_column: str | None = None,
-) -> int:
-    """Bulk-insert the rows of ``frame`` as features of ``layer`` (attributes as JSON)."""
-    if len(frame) == 0:
-        return 0
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    attributes = pd.DataFrame(frame.drop(columns=frame.geometry.name))
-    records = attributes.to_dict(orient="records")
-    keys = (
-        [None if k is None else str(k) for k in attributes[key_column].tolist()]
-        if key_column
-        else [str(i) for i in range(len(frame))]
-    )
-    encoded = encode_geometries(connection, geoms)
-    rows = [
-        {"run_id": run_id, "layer": layer, "key": key, "values": _json_dump(record), "geom": geom}
-        for key, record, geom in zip(keys, records, encoded, strict=True)
-    ]
-    connection.execute(
-        text(
-            'INSERT INTO analysis_feature (run_id, layer, key, "values", geom) VALUES '
-            f"(:run_id, :layer, :key, {_json_param(connection, 'values')}, "
-            f"{geom_param(connection)})"
-        ),
-        rows,
-    )
-    return len(rows)
+    """:func:`encode_results` of the sites alone, written as run ``run_id``'s; the count."""
+    encoded = encode_results(sites, columns, roles=roles)
+    write_results(connection, run_id, encoded)
+    return encoded.sites
 
 
 def read_run(connection: Connection, run_id: int) -> dict[str, Any]:
