@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -131,3 +133,28 @@ def test_content_hash_is_pandas_hash_of_the_typed_cells_in_hex() -> None:
     got = store.content_hash(frame, list(frame.columns))
     assert got.tolist() == expected and got.index.equals(frame.index)
     assert all(type(h) is str and len(h) == 16 for h in got)
+
+
+def test_a_large_site_table_is_read_in_two_halves_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read in two processes (the upper half of the ids in a forked child), the frame is
+    the one a single read gives; a child that fails has its half read here."""
+    estate = estates.connect(tmp_path / "halves.gpkg")
+    sites = demo_sites(n_sites=3_000, seed=8)
+    sites.loc[sites.index[::40], "geometry"] = None
+    estate.write_sites(sites)
+    monkeypatch.setattr(store, "SPLIT_READ_IDS", 10**9)
+    whole = estate.sites(measures=True)
+    monkeypatch.setattr(store, "SPLIT_READ_IDS", 100)
+    halves = estate.sites(measures=True)
+    pd.testing.assert_frame_equal(halves, whole)
+    assert halves["site_id"].is_monotonic_increasing and len(halves) == 3_000
+    assert halves.geometry.isna().sum() == 75
+
+    def fails(*_: object) -> None:
+        raise OSError("child could not open the file")
+
+    monkeypatch.setattr(store, "_read_only_fetch", fails)
+    pd.testing.assert_frame_equal(estate.sites(measures=True), whole)
+    assert "reading the upper half of the sites here instead" in caplog.text

@@ -23,7 +23,9 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from estates import parallel
 from estates.db import bulk, columnar, geopackage, rtree
+from estates.db.engine import geopackage_reader
 from estates.errors import CrsError
 from estates.settings import WORKING_CRS, WORKING_EPSG
 
@@ -774,9 +776,9 @@ def _read_sites(
     sql = (
         f"SELECT s.id AS site_id, s.organisation_id, {site_cols}, s.batch_id, "
         f"{geom_sql} AS geom FROM site s JOIN organisation o ON o.id = s.organisation_id "
-        f"WHERE {' AND '.join(where)} ORDER BY s.id"
+        f"WHERE {' AND '.join(where)} AND s.id BETWEEN :first_id AND :last_id ORDER BY s.id"
     )
-    columns = fetch_arrays(connection, sql, params)
+    columns = _fetch_site_rows(connection, sql, params)
     geoms = decode_geometries(connection, list(columns.pop("geom")))
     # The organisation's fields by id from its own (small) table: three fewer strings per
     # site from the driver, and each organisation's one string object shared by its sites.
@@ -814,6 +816,52 @@ def _read_sites(
     return gpd.GeoDataFrame(
         frame, geometry=gpd.GeoSeries(geoms, crs=WORKING_CRS, index=frame.index)
     )
+
+
+#: A GeoPackage site table spanning at least this many ids is read in two halves, the
+#: second in a forked process (:mod:`estates.parallel`) reading the same committed state.
+SPLIT_READ_IDS = 100_000
+
+
+def _fetch_site_rows(connection: Connection, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """:func:`fetch_arrays` of the site query, whose ``:first_id``/``:last_id`` bound a range.
+
+    Building Python values from the driver's rows is most of the time of reading a
+    national estate (about 4 s of 9 for 500,000 sites) and uses one core. A forked child
+    reads the upper half of the ids through its own read-only connection while this one
+    reads the lower half; this connection's open transaction holds the write lock, so no
+    load can commit in between and the halves are one state. If the child fails, its
+    half is read here.
+    """
+    first, last = connection.execute(text("SELECT min(id), max(id) FROM site")).one()
+    database = connection.engine.url.database if is_sqlite(connection) else None
+    whole = {**params, "first_id": first or 0, "last_id": last or 0}
+    if (
+        first is None
+        or last - first < SPLIT_READ_IDS
+        or not parallel.CAN_FORK
+        or database in (None, "", ":memory:")
+    ):
+        return fetch_arrays(connection, sql, whole)
+    middle = (first + last) // 2
+    upper = {**params, "first_id": middle + 1, "last_id": last}
+    with parallel.forked(_read_only_fetch, database, sql, upper) as upper_half:
+        lower = fetch_arrays(connection, sql, {**params, "first_id": first, "last_id": middle})
+        try:
+            rest = upper_half()
+        except Exception as error:  # e.g. killed: read it here, as one process would
+            log.warning("reading the upper half of the sites here instead: %s", error)
+            rest = fetch_arrays(connection, sql, upper)
+    return {k: np.concatenate([v, rest[k]]) for k, v in lower.items()}
+
+
+def _read_only_fetch(database: str, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    engine = geopackage_reader(database)
+    try:
+        with engine.connect() as connection:
+            return fetch_arrays(connection, sql, params)
+    finally:
+        engine.dispose()
 
 
 def read_site_points(connection: Connection) -> gpd.GeoDataFrame:
