@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,15 +35,28 @@ class ForkedCallError(RuntimeError):
     """The forked function failed in a way that could not be sent back as its own error."""
 
 
+def can_fork_now() -> bool:
+    """Whether :func:`forked` starts a child now: fork is offered, this process is not a
+    daemon (which may have no children) and runs no other thread. A thread holding a
+    lock (logging, a connection pool) at the moment of the fork would leave that lock
+    held forever in the child, so with threads running (a web server, a progress
+    monitor) the function runs here instead."""
+    return (
+        CAN_FORK and not multiprocessing.current_process().daemon and threading.active_count() == 1
+    )
+
+
 @contextmanager
 def forked(function: Callable[..., T], *args: Any) -> Iterator[Callable[[], T]]:
     """Start ``function(*args)`` in a forked child; yield a callable returning its result.
 
     The callable waits for the child and returns what ``function`` returned, or raises
     what it raised. Leaving the block without asking stops the child. Without fork, the
-    callable runs ``function`` here.
+    callable runs ``function`` here (see :func:`can_fork_now`).
     """
-    if not CAN_FORK:
+    if not can_fork_now():
+        if CAN_FORK:
+            log.debug("%s runs here: other threads are running", function.__name__)
         yield lambda: function(*args)
         return
     context = multiprocessing.get_context("fork")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 
 import numpy as np
@@ -214,8 +216,20 @@ def test_a_forked_computation_returns_its_result_or_raises_its_error() -> None:
         assert result() == int(big.sum()) * 2
     with forked(fails) as result, pytest.raises(NotFoundError, match="no such footprint"):
         result()
-    if parallel.CAN_FORK:
+    assert parallel.can_fork_now() == (sys.platform == "linux")  # no silent one-core tests
+    if parallel.can_fork_now():
+        with forked(os.getpid) as result:
+            assert result() != os.getpid()
         with forked(exits) as result, pytest.raises(parallel.ForkedCallError, match="code 3"):
             result()
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:  # a second thread might hold a lock the child would need: run here
+        with forked(os.getpid) as result:
+            assert result() == os.getpid()
+    finally:
+        stop.set()
+        other.join()
     with pytest.raises(ValueError, match="the block failed"), forked(time.sleep, 30):
         raise ValueError("the block failed")  # the child is stopped, not waited for

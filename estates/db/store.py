@@ -839,7 +839,7 @@ def _fetch_site_rows(connection: Connection, sql: str, params: dict[str, Any]) -
     if (
         first is None
         or last - first < SPLIT_READ_IDS
-        or not parallel.CAN_FORK
+        or not parallel.can_fork_now()
         or database in (None, "", ":memory:")
     ):
         return fetch_arrays(connection, sql, whole)

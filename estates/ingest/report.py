@@ -73,9 +73,17 @@ class LoadReport:
         return out
 
 
+class _StepBar(tqdm):
+    """tqdm without its monitor thread (which every bar, even a disabled one, would start):
+    a few steps need no stall watch, and a process with no other thread may fork
+    (:func:`estates.parallel.can_fork_now`) to use a second core."""
+
+    monitor_interval = 0
+
+
 def progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
     """A stage progress bar on stderr; ``enabled=False`` makes it silent."""
-    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, leave=False)
+    return _StepBar(total=total, desc=desc, unit="step", disable=not enabled, leave=False)
 
 
 class RowProblems:
