@@ -214,9 +214,10 @@ def main() -> None:
         "",
         "End to end on a new GeoPackage (load postcodes, districts, councils, ERIC, points with "
         "geocoding and footprint assignment, each file read in a worker process while the one before is "
-        "written; flag; co-locate at 800 m; national summary map): "
-        f"**{e2e['seconds']} s**, peak memory **{e2e['peak_mb']:.0f} MB** "
-        f"(and {e2e.get('worker_peak_mb', 0):.0f} MB at most in the read-ahead worker); "
+        "written; flag, with co-location at 800 m found in a forked process; national summary "
+        f"map): **{e2e['seconds']} s**, peak memory **{e2e['peak_mb']:.0f} MB** "
+        f"(and {e2e.get('worker_peak_mb', 0):.0f} MB at most in a child process: the read-ahead "
+        "worker, or a forked one, whose resident pages are mostly this process's, shared); "
         f"split (s): {json.dumps(e2e['split_s'])}; "
         f"peak MB after each step: {json.dumps(e2e['peak_mb_after'])}; "
         f"map {e2e['html_mb']} MB for {e2e['sites']:,} sites.",

@@ -375,7 +375,8 @@ def end_to_end(params: dict[str, Any]) -> dict[str, Any]:
         "peak_mb_after": peaks,
         "sites": len(sites),
         "html_mb": round(info["bytes"] / 1e6, 2),
-        # The read-ahead worker's peak (it has exited): an upper bound, since a spawned
-        # child starts from this process's size at the time (about 200 MB of imports).
+        # The largest child's peak (all have exited): the read-ahead worker (spawned, from
+        # about 200 MB of imports) or a forked analysis child, whose resident pages are
+        # mostly shared with this process: an upper bound on what children added.
         "worker_peak_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0),
     }

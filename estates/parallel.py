@@ -79,13 +79,15 @@ def _run_in_child(send: Any, function: Callable[..., Any], args: tuple[Any, ...]
         try:
             outcome: tuple[bool, Any] = (True, function(*args))
         except BaseException as error:  # sent back, raised in the parent
+            error.add_note("".join(traceback.format_exception(error)).rstrip())  # where
             outcome = (False, error)
             code = 1
         try:
             send.send(outcome)
-        except Exception:  # the result or error does not pickle: send its text
-            text = "".join(traceback.format_exception(outcome[1])) if not outcome[0] else ""
-            send.send((False, ForkedCallError(text or "the result could not be sent back")))
+        except Exception as problem:  # the result or error does not pickle: send its text
+            what = outcome[1] if not outcome[0] else problem
+            text = "".join(traceback.format_exception(what)).rstrip()
+            send.send((False, ForkedCallError(f"not sent back from the forked child:\n{text}")))
             code = 1
         send.close()
     finally:

@@ -62,16 +62,8 @@ def test_eric_flags_run_is_stored_and_read_back(estate: estates.Estate) -> None:
     assert latest_run(estate) == run.run_id
 
 
-def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
-    load_postcodes(estate, shared_file("gm_postcodes_boundaries/ukpostcodes.csv"))
-    load_boundaries(
-        estate,
-        shared_file("trafford_council_assets/boundaries/local_authority_district.geojson"),
-        kind="lad",
-    )
-    load_boundaries(
-        estate, shared_file("trafford_council_assets/boundaries/lsoa.geojson"), kind="lsoa"
-    )
+def _load_sites(estate: estates.Estate) -> None:
+    """ERIC, the Trafford register and GP practices: NHS and council sites side by side."""
     load_eric(estate, shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv"))
     load_council(
         estate, shared_file("trafford_council_assets/trafford_land_and_building_assets.csv")
@@ -82,6 +74,19 @@ def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
         organisation="gp-practices",
         sector="nhs",
     )
+
+
+def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
+    load_postcodes(estate, shared_file("gm_postcodes_boundaries/ukpostcodes.csv"))
+    load_boundaries(
+        estate,
+        shared_file("trafford_council_assets/boundaries/local_authority_district.geojson"),
+        kind="lad",
+    )
+    load_boundaries(
+        estate, shared_file("trafford_council_assets/boundaries/lsoa.geojson"), kind="lsoa"
+    )
+    _load_sites(estate)
     sites = estate.sites(footprint=TRAFFORD, measures=True)
     assert sites["sector"].nunique() == 2 and len(sites) > 300
 
@@ -159,16 +164,7 @@ def _stored(estate: estates.Estate, run_id: int) -> tuple[pd.DataFrame, dict[str
 def test_flags_and_colocation_together_are_the_two_runs_in_turn(estate: estates.Estate) -> None:
     """One read of the sites, co-location in a forked process: the same runs, results,
     cluster ids and run order as run_flags then run_colocation of its sites."""
-    load_eric(estate, shared_file("eric_site_2019_20/ERIC_201920_SiteData_for_R.csv"))
-    load_council(
-        estate, shared_file("trafford_council_assets/trafford_land_and_building_assets.csv")
-    )
-    load_points(
-        estate,
-        shared_file("nhs_tu_asset_mapping/gp_practices_geo.csv"),
-        organisation="gp-practices",
-        sector="nhs",
-    )
+    _load_sites(estate)
     flags = run_flags(estate)
     coloc = run_colocation(estate, distance_m=800.0, sites=flags.sites)
     both = run_flags_and_colocation(estate, distance_m=800.0)

@@ -304,6 +304,9 @@ TRUSTED_PARAMETERS = frozenset(
         ("estates/db/rtree.py", "read_entries", "name"),
         # Checked at run time: identifiers only, and written double-quoted.
         ("estates/db/bulk.py", "stage_image", "columns"),
+        # The site query of store._read_sites (checked there), handed to a forked child
+        # through parallel.forked, so no call site names it.
+        ("estates/db/store.py", "_read_only_fetch", "sql"),
     }
 )
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
