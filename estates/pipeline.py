@@ -336,14 +336,16 @@ def run_colocation(
     started = time.perf_counter()
     if sites is None:
         sites = _sites(estate, footprint, period)
-    found = _colocation(sites, distance_m, footprint, period)
-    return _store_colocation(estate, found, sites, started)
+    return _store_colocation(estate, _colocation(sites, distance_m, footprint, period), started)
 
 
 @dataclass
 class _Colocated:
     """Co-location results, encoded to store (:func:`_colocation`)."""
 
+    #: The input sites with their measures and ``cluster_id`` (None when sent back from a
+    #: forked child: the parent adds ``cluster_id`` to its own copy of the sites).
+    sites: gpd.GeoDataFrame | None
     cluster_id: pd.arrays.IntegerArray  # per site of the input, <NA> outside clusters
     clusters: gpd.GeoDataFrame
     summary: dict[str, Any]
@@ -369,6 +371,7 @@ def _colocation(
     # the co-location run's stored results.
     stored = located[[c for c in ("site_id", *columns) if c in located]]
     return _Colocated(
+        sites=located,
         cluster_id=located["cluster_id"].array,
         clusters=clusters,
         summary=summary,
@@ -382,10 +385,18 @@ def _colocation(
     )
 
 
-def _store_colocation(
-    estate: Estate, found: _Colocated, sites: gpd.GeoDataFrame, started: float
-) -> ColocationRun:
-    """Store a :func:`_colocation` result; the run's sites are ``sites`` with ``cluster_id``."""
+def _forked_colocation(
+    sites: gpd.GeoDataFrame, distance_m: float, footprint: str | None, period: str | None
+) -> _Colocated:
+    """:func:`_colocation` in a forked child: all but the 500,000-row frame goes back."""
+    found = _colocation(sites, distance_m, footprint, period)
+    found.sites = None
+    return found
+
+
+def _store_colocation(estate: Estate, found: _Colocated, started: float) -> ColocationRun:
+    """Store a :func:`_colocation` result (with its sites) as a run."""
+    assert found.sites is not None
     run_id = _store_run(
         estate,
         kind="colocation",
@@ -395,10 +406,8 @@ def _store_colocation(
         summary=found.summary,
         results=found.results,
     )
-    located = sites.copy(deep=False)
-    located["cluster_id"] = pd.Series(found.cluster_id, index=sites.index)
     found.summary["elapsed_s"] = round(time.perf_counter() - started, 3)
-    return ColocationRun(run_id, located, found.clusters, found.summary)
+    return ColocationRun(run_id, found.sites, found.clusters, found.summary)
 
 
 def run_flags_and_colocation(
@@ -419,10 +428,14 @@ def run_flags_and_colocation(
     started = time.perf_counter()
     settings = settings or load_settings()
     sites = _sites(estate, footprint, period)
-    with forked(_colocation, sites, distance_m, footprint, period) as colocation:
+    with forked(_forked_colocation, sites, distance_m, footprint, period) as colocation:
         flags = _flag_run(estate, sites, footprint, period, settings, started)
         found = colocation()
-    return flags, _store_colocation(estate, found, flags.sites, time.perf_counter())
+    # What colocate() makes of sites that carry their measures (the flag run's): a
+    # shallow copy with cluster_id.
+    found.sites = flags.sites.copy(deep=False)
+    found.sites["cluster_id"] = pd.Series(found.cluster_id, index=flags.sites.index)
+    return flags, _store_colocation(estate, found, started)
 
 
 # --- pooling -----------------------------------------------------------------------------

@@ -108,6 +108,7 @@ def test_trafford_colocation_and_pooling_runs(estate: estates.Estate) -> None:
     assert clusters.crs.to_epsg() == 27700
     assert (clusters.geom_type == "Polygon").all()
     assert str(stored.sites["cluster_id"].dtype) == "Int64"
+    assert {"spare_m2", "empty_pct"} <= set(coloc.sites.columns)  # the measures found
 
     # Handed a flag run's sites, co-location finds the same clusters without reading the
     # sites again, keeps the flags on its sites and leaves them out of its stored run.
