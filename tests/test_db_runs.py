@@ -147,9 +147,9 @@ def test_run_results_read_back_by_site_id(estate: estates.Estate) -> None:
     roles = [None if i % 2 else "receiver" for i in range(len(frame))]
     with estate.write() as connection:
         run_id = _run(connection)
-        written = runs.write_site_results(
-            connection, run_id, shuffled, [*columns, "absent"], roles=roles
-        )
+        encoded = runs.encode_results(shuffled, [*columns, "absent"], roles=roles)
+        runs.write_results(connection, run_id, encoded)
+        written = encoded.sites
         runs.set_summary(connection, run_id, {"sites": written})
         empty_run = _run(connection)
     with estate.read() as connection:
@@ -175,7 +175,7 @@ def test_a_run_without_flags_or_roles_still_has_the_columns(estate: estates.Esta
     sites = estate.sites()[["site_id", "name"]]
     with estate.write() as connection:
         run_id = _run(connection)
-        runs.write_site_results(connection, run_id, sites, ["name"])
+        runs.write_results(connection, run_id, runs.encode_results(sites, ["name"]))
     with estate.read() as connection:
         back = runs.read_site_results(connection, run_id)
     assert list(back.columns) == ["site_id", "name", "role", "flags"]

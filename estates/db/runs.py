@@ -170,20 +170,6 @@ def write_results(connection: Connection, run_id: int, encoded: EncodedResults) 
         )
 
 
-def write_site_results(
-    connection: Connection,
-    run_id: int,
-    sites: pd.DataFrame,
-    columns: Sequence[str],
-    *,
-    roles: Sequence[str | None] | None = None,
-) -> int:
-    """:func:`encode_results` of the sites alone, written as run ``run_id``'s; the count."""
-    encoded = encode_results(sites, columns, roles=roles)
-    write_results(connection, run_id, encoded)
-    return encoded.sites
-
-
 def read_run(connection: Connection, run_id: int) -> dict[str, Any]:
     """One run's row as a dict; :class:`NotFoundError` naming the known ids if absent."""
     statement = text(

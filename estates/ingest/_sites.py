@@ -104,11 +104,16 @@ class PreparedSites:
         return _site_frame(self.frame, self.located_by, self.easting, self.northing)
 
 
+def _with_located_by(frame: pd.DataFrame, located_by: np.ndarray) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    frame["located_by"] = located_by
+    return frame
+
+
 def _site_frame(
     frame: pd.DataFrame, located_by: np.ndarray, easting: np.ndarray, northing: np.ndarray
 ) -> gpd.GeoDataFrame:
-    frame = frame.reset_index(drop=True).copy()
-    frame["located_by"] = located_by
+    frame = _with_located_by(frame, located_by)
     located = ~np.isnan(easting)
     geoms = np.full(len(frame), None, dtype=object)
     if located.any():
@@ -193,8 +198,7 @@ def prepare_sites(
 def stage(prepared: PreparedSites) -> None:
     """Bind the prepared rows into a staging image (:func:`store.stage_sites`): in the
     read-ahead worker, that takes the writer's largest cost of a first load off it."""
-    frame = prepared.frame.reset_index(drop=True).copy()
-    frame["located_by"] = prepared.located_by
+    frame = _with_located_by(prepared.frame, prepared.located_by)  # no points: not needed
     prepared.staged = store.stage_sites(frame, prepared.easting, prepared.northing, prepared.hashes)
 
 
