@@ -135,6 +135,32 @@ def test_content_hash_is_pandas_hash_of_the_typed_cells_in_hex() -> None:
     assert all(type(h) is str and len(h) == 16 for h in got)
 
 
+def _assign_footprints(estate: estates.Estate, site_ids: np.ndarray) -> dict[str, dict[int, str]]:
+    """Two kinds of footprint on overlapping subsets of the sites: what each should read."""
+    from estates.db.boundaries import replace_footprints
+
+    expected = {
+        "lad": {int(i): f"E0{int(i) % 7}" for i in site_ids[::2]},
+        "icb": {int(i): f"Q{int(i) % 3}" for i in site_ids[::3]},
+    }
+    with estate.write() as connection:
+        for kind, codes in expected.items():
+            assignments = pd.DataFrame({"site_id": list(codes), "code": list(codes.values())})
+            replace_footprints(connection, kind, assignments, None)
+    return expected
+
+
+def test_each_footprint_kind_is_a_column_placed_by_site(estate: estates.Estate) -> None:
+    estate.write_sites(demo_sites(n_sites=200, seed=3))
+    expected = _assign_footprints(estate, estate.sites()["site_id"].to_numpy())
+    back = estate.sites().set_index("site_id")
+    for kind, codes in expected.items():
+        column = back[f"{kind}_code"]
+        assert column.dtype == object
+        assert column.dropna().to_dict() == codes  # each site's own code, none elsewhere
+    assert len(back) == 200  # a site with two footprints is still one row
+
+
 def test_a_large_site_table_is_read_in_two_halves_as_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -144,6 +170,7 @@ def test_a_large_site_table_is_read_in_two_halves_as_one(
     sites = demo_sites(n_sites=3_000, seed=8)
     sites.loc[sites.index[::40], "geometry"] = None
     estate.write_sites(sites)
+    _assign_footprints(estate, estate.sites()["site_id"].to_numpy())
     monkeypatch.setattr(store, "SPLIT_READ_IDS", 10**9)
     whole = estate.sites(measures=True)
     monkeypatch.setattr(store, "SPLIT_READ_IDS", 100)
@@ -151,6 +178,7 @@ def test_a_large_site_table_is_read_in_two_halves_as_one(
     pd.testing.assert_frame_equal(halves, whole)
     assert halves["site_id"].is_monotonic_increasing and len(halves) == 3_000
     assert halves.geometry.isna().sum() == 75
+    assert halves["lad_code"].notna().sum() == 1_500 and halves["icb_code"].notna().sum() == 1_000
 
     def fails(*_: object) -> None:
         raise OSError("child could not open the file")

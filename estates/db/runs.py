@@ -122,11 +122,18 @@ def encode_results(
     layer name, the features and the column that keys them (None: their position).
     """
     names = [c for c in dict.fromkeys(columns) if c in sites and c not in ("site_id", "role")]
-    frame = pd.DataFrame({"site_id": sites["site_id"].to_numpy(dtype="int64")}, index=sites.index)
-    frame = pd.concat([frame, pd.DataFrame(sites[names])], axis=1)
-    frame["role"] = pd.Series(
-        list(roles) if roles is not None else [None] * len(sites), index=sites.index, dtype=object
-    )
+    # Column by column with copy=False: selecting ``sites[names]`` copies every block (more
+    # than a second for a national flag frame); the encoder only reads the columns.
+    selected: dict[str, Any] = {
+        "site_id": pd.Series(sites["site_id"].to_numpy(dtype="int64"), index=sites.index),
+        **{name: sites[name] for name in names},
+        "role": pd.Series(
+            list(roles) if roles is not None else [None] * len(sites),
+            index=sites.index,
+            dtype=object,
+        ),
+    }
+    frame = pd.DataFrame(selected, index=sites.index, copy=False)
     encoded = EncodedResults(len(frame), columnar.encode_frame(frame.reset_index(drop=True)))
     for layer, (features, key_column) in (layers or {}).items():
         if len(features):
