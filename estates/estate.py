@@ -79,6 +79,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def file_sha256_or_empty(path: str | os.PathLike[str]) -> str:
+    """What a load batch records as its file's hash: empty for what is not a plain file."""
+    return file_sha256(path) if Path(path).is_file() else ""
+
+
 class Estate:
     """An open estate database (GeoPackage file or PostGIS).
 
@@ -160,10 +165,19 @@ class Estate:
 
     @contextmanager
     def batch(
-        self, loader: str, path: str | os.PathLike[str], options: dict[str, Any] | None = None
+        self,
+        loader: str,
+        path: str | os.PathLike[str],
+        options: dict[str, Any] | None = None,
+        *,
+        sha256: str | None = None,
     ) -> Iterator[Batch]:
-        """A load batch in one transaction: all of it lands, or none of it (row included)."""
-        sha = file_sha256(path) if Path(path).is_file() else ""
+        """A load batch in one transaction: all of it lands, or none of it (row included).
+
+        ``sha256``: the file's hash if already known (:func:`file_sha256`, taken where the
+        file was read); otherwise it is hashed here.
+        """
+        sha = sha256 if sha256 is not None else file_sha256_or_empty(path)
         with self.write() as connection:
             batch_id = connection.execute(
                 text(

@@ -60,6 +60,12 @@ def test_sources_load_as_the_loaders_one_by_one(
     together = estates.connect(tmp_path / "together.gpkg")
     reports = load_sources(together, _sources())
     assert _content(together) == _content(one_by_one)
+    # Each batch records its file's hash, taken in the worker (the first file's too).
+    batches = text("SELECT loader, file_name, file_sha256 FROM load_batch ORDER BY id")
+    with together.read() as mine, one_by_one.read() as theirs:
+        hashed = mine.execute(batches).all()
+        assert hashed == theirs.execute(batches).all()
+    assert [len(sha) for _, _, sha in hashed] == [64] * 5
     assert [r.loader for r in reports] == [r.loader for r in expected]
     for got, want in zip(reports, expected, strict=True):
         mine, theirs = got.as_dict(), want.as_dict()
@@ -113,7 +119,8 @@ def test_a_preparation_that_fails_is_done_in_the_writer(
     estate: estates.Estate, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = shared_file(TRAFFORD)
-    assert sources_module._read(0, "council", path, {}, True) is None  # kept in "the worker"
+    sha256, kept = sources_module._read(0, "council", path, {}, True)
+    assert kept is None and len(sha256 or "") == 64  # kept in "the worker"
     parsed = sources_module._prepare(0, "council", str(tmp_path / "missing.gpkg"))
     assert parsed is not None and parsed.prepared is None
     assert "preparing in the main process instead" in caplog.text

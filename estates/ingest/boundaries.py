@@ -180,10 +180,11 @@ def write_merged(
     *,
     started: float,
     bar: tqdm,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Write merged boundaries in one batch and reassign every located site to their kind."""
     kind, boundaries = parsed.kind, parsed.boundaries
-    with estate.batch(loader, path, parsed.options) as batch:
+    with estate.batch(loader, path, parsed.options, sha256=sha256) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         written = db_boundaries.write_boundaries(batch.connection, boundaries, kind, batch.id)

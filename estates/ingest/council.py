@@ -609,10 +609,11 @@ def write_council(
     profile: Profile,
     started: float,
     bar: tqdm,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Write a parsed register in one load batch and report it (``started``: for elapsed_s)."""
     options = {"organisation": organisation, "profile": profile.path}
-    with estate.batch(LOADER, path, options) as batch:
+    with estate.batch(LOADER, path, options, sha256=sha256) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         bar.set_postfix_str("locating and writing sites")

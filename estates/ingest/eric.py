@@ -532,10 +532,11 @@ def write_eric(
     *,
     started: float,
     bar: tqdm,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Write a parsed ERIC file in one load batch and report it (``started``: for elapsed_s)."""
     options = {"period": parsed.layout.period}
-    with estate.batch(LOADER, path, options) as batch:
+    with estate.batch(LOADER, path, options, sha256=sha256) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         bar.set_postfix_str("locating and writing sites")

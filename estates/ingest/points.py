@@ -373,10 +373,11 @@ def write_points(
     options: dict[str, Any],
     started: float,
     bar: tqdm,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Write parsed points in one load batch and report them (``options``: as loaded with)."""
     organisation, sector = options["organisation"], options["sector"]
-    with estate.batch(LOADER, path, options) as batch:
+    with estate.batch(LOADER, path, options, sha256=sha256) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         prepared = parsed.prepared or prepare_sites(

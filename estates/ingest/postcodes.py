@@ -421,10 +421,11 @@ def write_postcodes(
     *,
     started: float,
     bar: tqdm,
+    sha256: str | None = None,
 ) -> LoadReport:
     """Write a parsed lookup in one load batch, locate sites, report (``started``: elapsed_s)."""
     source = Path(path).name
-    with estate.batch(LOADER, path, {"layout": parsed.kind}) as batch:
+    with estate.batch(LOADER, path, {"layout": parsed.kind}, sha256=sha256) as batch:
         batch.counts["rows_read"] = parsed.rows_read
         batch.reject(parsed.rejected)
         bar.set_postfix_str("comparing")
