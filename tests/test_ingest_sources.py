@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,13 +132,47 @@ def test_a_preparation_that_fails_is_done_in_the_writer(
     assert report.inserted == parsed.rows_read - len(parsed.rejected) > 0
 
 
-def test_a_bad_file_stops_the_load_there(estate: estates.Estate, tmp_path: Path) -> None:
+def _private_temp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A temporary folder of this test's own, where the load keeps its handed-off files."""
+    folder = tmp_path / "temp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def test_the_worker_hands_files_off_and_leaves_nothing_behind(
+    estate: estates.Estate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large results come back through files of a private folder, not the pool's pipe;
+    each is read once, and the folder is gone when the load ends."""
+    temp = _private_temp(monkeypatch, tmp_path)
+    taken = sources_module._taken
+    handed_off: list[str] = []
+
+    def spy(result: object) -> object:
+        if isinstance(result, sources_module._HandedOff):
+            assert Path(result.path).parent.parent == temp
+            handed_off.append(result.path)
+        return taken(result)
+
+    monkeypatch.setattr(sources_module, "_taken", spy)
+    load_sources(estate, _sources())
+    assert len(handed_off) == 4  # every file read ahead: boundaries, council, ERIC, points
+    assert not any(Path(p).exists() for p in handed_off)
+    assert list(temp.iterdir()) == []
+
+
+def test_a_bad_file_stops_the_load_there(
+    estate: estates.Estate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = _private_temp(monkeypatch, tmp_path)
     bad = tmp_path / "eric.csv"
     bad.write_text("Trust Code,Site Code\nRXX,RXX01\n", encoding="utf-8")
     sources = _sources()
     sources[3] = Source("eric", bad)
     with pytest.raises(estates.EstatesError, match=r"eric\.csv"):
         load_sources(estate, sources)
+    assert list(temp.iterdir()) == []  # the points read ahead were handed off, then removed
     batches = estate.batches()
     # The files before it stay loaded; it and the files after it left nothing.
     assert sorted(batches["loader"]) == sorted(["postcodes", "boundaries", "council"])
@@ -153,3 +188,20 @@ def test_sources_are_checked_before_anything_is_loaded(estate: estates.Estate) -
     with estate.read() as connection:
         assert connection.execute(text("SELECT count(*) FROM postcode")).scalar_one() == 0
     assert load_sources(estate, []) == []
+
+
+def test_a_result_that_cannot_be_handed_off_comes_back_through_the_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = {"rows": list(range(10))}
+    monkeypatch.setattr(sources_module, "_handoff_folder", str(tmp_path))
+    handed = sources_module._hand_off(result)
+    assert isinstance(handed, sources_module._HandedOff)
+    assert sources_module._taken(handed) == result and list(tmp_path.iterdir()) == []
+
+    def disk_full(*_: object, **__: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sources_module.pickle, "dump", disk_full)
+    assert sources_module._hand_off(result) is result  # returned as it is
+    assert list(tmp_path.iterdir()) == []  # the partial file removed
