@@ -75,7 +75,7 @@ def write_measures(
     """Insert or update one period's measures; record each change in ``site_change``.
 
     ``frame`` has ``site_id``, the :data:`~estates.db.store.MEASURE_FIELDS` and ``raw``
-    (a dict per row, the source row for provenance).
+    (per row the source row for provenance: a dict, or already its :func:`json_text`).
     """
     existing = read_period(connection, period)
     result = MeasureWrite()
@@ -90,7 +90,7 @@ def write_measures(
             "site_id": site_id,
             "period": period,
             **values,
-            "raw": json_text(record["raw"]),
+            "raw": record["raw"] if isinstance(record["raw"], str) else json_text(record["raw"]),
             "batch_id": batch_id,
         }
         old = existing.get(site_id)
@@ -102,7 +102,7 @@ def write_measures(
             )
             continue
         changed = [f for f in MEASURE_FIELDS if not _same(old[f], values[f])]
-        if old["raw"] != record["raw"]:
+        if old["raw"] != _json(record["raw"]):
             changed.append("raw")
         if not changed:
             result.unchanged.append(site_id)

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from estates.db import measures as db_measures
-from estates.db.store import MEASURE_FIELDS
+from estates.db.store import MEASURE_FIELDS, json_text
 from estates.errors import ConfigurationError, UnknownLayoutError
 from estates.ingest import _parse, _read
 from estates.ingest._sites import (
@@ -485,7 +485,11 @@ def parse_eric(path: str | os.PathLike[str], period: str | None = None) -> Parse
     sites["non_geographic"] = pooled.to_numpy(dtype=bool)
 
     measures = pd.DataFrame({f: numeric.get(f, np.full(n, np.nan)) for f in MEASURE_FIELDS})
-    measures["raw"] = pd.Series(records, dtype=object)
+    # Kept rows' source rows as the JSON they are stored as, encoded where the file is read
+    # (the read-ahead worker, in a many-file load) rather than by the writer.
+    raw_json = np.empty(n, dtype=object)
+    raw_json[keep] = [json_text(r) for r, k in zip(records, keep.tolist(), strict=True) if k]
+    measures["raw"] = pd.Series(raw_json, dtype=object)
     return ParsedEric(
         layout=layout,
         sites=sites.loc[keep].reset_index(drop=True),
