@@ -75,7 +75,8 @@ def write_measures(
     """Insert or update one period's measures; record each change in ``site_change``.
 
     ``frame`` has ``site_id``, the :data:`~estates.db.store.MEASURE_FIELDS` and ``raw``
-    (per row the source row for provenance: a dict, or already its :func:`json_text`).
+    (per row the source row for provenance, as its :func:`json_text`: encoded where the
+    file was parsed, not by the writer).
     """
     existing = read_period(connection, period)
     result = MeasureWrite()
@@ -90,7 +91,7 @@ def write_measures(
             "site_id": site_id,
             "period": period,
             **values,
-            "raw": record["raw"] if isinstance(record["raw"], str) else json_text(record["raw"]),
+            "raw": record["raw"],
             "batch_id": batch_id,
         }
         old = existing.get(site_id)

@@ -830,11 +830,11 @@ def _fetch_site_rows(connection: Connection, sql: str, params: dict[str, Any]) -
     """:func:`fetch_arrays` of the site query, whose ``:first_id``/``:last_id`` bound a range.
 
     Building Python values from the driver's rows is most of the time of reading a
-    national estate (about 4 s of 9 for 500,000 sites) and uses one core. A forked child
-    reads the upper half of the ids through its own read-only connection while this one
-    reads the lower half; this connection's open transaction holds the write lock, so no
-    load can commit in between and the halves are one state. If the child fails, its
-    half is read here.
+    national estate and uses one core. A forked child reads the upper half of the ids
+    through its own read-only connection while this one reads the lower half; this
+    connection's open read transaction keeps any load from committing in between (SQLite
+    commits wait for readers), so the halves are one state. If the child fails, its half
+    is read here.
     """
     first, last = connection.execute(text("SELECT min(id), max(id) FROM site")).one()
     database = connection.engine.url.database if is_sqlite(connection) else None

@@ -485,11 +485,9 @@ def parse_eric(path: str | os.PathLike[str], period: str | None = None) -> Parse
     sites["non_geographic"] = pooled.to_numpy(dtype=bool)
 
     measures = pd.DataFrame({f: numeric.get(f, np.full(n, np.nan)) for f in MEASURE_FIELDS})
-    # Kept rows' source rows as the JSON they are stored as, encoded where the file is read
-    # (the read-ahead worker, in a many-file load) rather than by the writer.
-    raw_json = np.empty(n, dtype=object)
-    raw_json[keep] = [json_text(r) for r, k in zip(records, keep.tolist(), strict=True) if k]
-    measures["raw"] = pd.Series(raw_json, dtype=object)
+    # Source rows as the JSON they are stored as, encoded where the file is read (the
+    # read-ahead worker, in a many-file load) rather than by the writer.
+    measures["raw"] = pd.Series([json_text(r) for r in records], dtype=object)
     return ParsedEric(
         layout=layout,
         sites=sites.loc[keep].reset_index(drop=True),

@@ -274,9 +274,9 @@ def load_sources(
                 assert i not in waiting  # its dependency, before i - 1, is written
                 if (job := ahead.pop(i)) is not read:  # its preparation
                     parsed = pool.result(i, job)
-            else:
+            else:  # the first file: every later one is read ahead
                 parsed = loader.read(source.path, source.options)
-                sha256 = first_hash.result() if i == 0 else None
+                sha256 = first_hash.result()
             bar.update(1)
             run = {"started": started, "bar": bar, "sha256": sha256}
             reports.append(loader.write(estate, source.path, parsed, source.options, **run))
